@@ -1,0 +1,123 @@
+package wsconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// writeBufferPool lends write buffers to connections only while a message
+// is being written, so an idle connection holds none. It is shared by every
+// Dialer and Upgrader built here.
+type writeBufferPool struct{ pool sync.Pool }
+
+func (p *writeBufferPool) Get() any  { return p.pool.Get() }
+func (p *writeBufferPool) Put(v any) { p.pool.Put(v) }
+
+// DialOptions configure a Dialer.
+type DialOptions struct {
+	// Timeout bounds the TCP connect, TLS and WebSocket handshake together.
+	// Zero means 10 seconds.
+	Timeout time.Duration
+	// TLSConfig is used for wss:// upstreams; nil means Go's defaults.
+	TLSConfig *tls.Config
+	// BufferPool, when set, is shared with Upgraders so idle connections
+	// hold no write buffer. Nil gives the Dialer a pool of its own.
+	BufferPool websocket.BufferPool
+}
+
+// NewBufferPool returns a write buffer pool to share between a Dialer and an
+// Upgrader.
+func NewBufferPool() websocket.BufferPool { return &writeBufferPool{} }
+
+// NewDialer returns a gorilla Dialer for upstream legs. It never uses an
+// environment HTTP proxy: a sidecar talks to its app directly.
+func NewDialer(opts DialOptions) *websocket.Dialer {
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	pool := opts.BufferPool
+	if pool == nil {
+		pool = NewBufferPool()
+	}
+	nd := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	return &websocket.Dialer{
+		NetDialContext:   nd.DialContext,
+		HandshakeTimeout: timeout,
+		TLSClientConfig:  opts.TLSConfig,
+		ReadBufferSize:   4096,
+		WriteBufferPool:  pool,
+	}
+}
+
+// NewUpgrader returns a gorilla Upgrader for client legs. Origins are not
+// checked here: the caller decides before upgrading, so that a refusal is a
+// 403 with a log line. The hijacked connection's read buffer is reused, and
+// write buffers come from pool (nil: a pool of its own).
+func NewUpgrader(compression bool, pool websocket.BufferPool) *websocket.Upgrader {
+	if pool == nil {
+		pool = NewBufferPool()
+	}
+	return &websocket.Upgrader{
+		HandshakeTimeout:  10 * time.Second,
+		WriteBufferPool:   pool,
+		EnableCompression: compression,
+		CheckOrigin:       func(*http.Request) bool { return true },
+	}
+}
+
+// HandshakeError reports an upstream that answered the WebSocket handshake
+// with something other than 101 Switching Protocols.
+type HandshakeError struct {
+	// URL is the upstream URL dialled.
+	URL string
+	// StatusCode and Header are the upstream's response.
+	StatusCode int
+	Header     http.Header
+	// Body is the start of the response body (at most 4 KiB).
+	Body []byte
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("upstream %s refused the WebSocket handshake with status %d", e.URL, e.StatusCode)
+}
+
+// maxHandshakeBody bounds how much of a refused handshake's body is kept.
+const maxHandshakeBody = 4 << 10
+
+// Dial opens the upstream leg at url, sending header and offering
+// subprotocols. A refused handshake returns a *HandshakeError; other errors
+// are network errors wrapped with the URL (see IsTimeout).
+func Dial(ctx context.Context, d *websocket.Dialer, url string, header http.Header, subprotocols []string) (*websocket.Conn, *http.Response, error) {
+	dd := *d
+	dd.Subprotocols = subprotocols
+	conn, resp, err := dd.DialContext(ctx, url, header)
+	if err == nil {
+		return conn, resp, nil
+	}
+	if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxHandshakeBody))
+		resp.Body.Close()
+		return nil, resp, &HandshakeError{URL: url, StatusCode: resp.StatusCode, Header: resp.Header, Body: body}
+	}
+	return nil, resp, fmt.Errorf("dial upstream %s: %w", url, err)
+}
+
+// IsTimeout reports whether err is a timeout, such as a dial that did not
+// complete within DialOptions.Timeout.
+func IsTimeout(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded)
+}

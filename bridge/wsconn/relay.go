@@ -1,0 +1,469 @@
+package wsconn
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure keepalive, limits and timeouts of a relayed connection.
+// The zero value relays without pings, timeouts or size limit.
+type Options struct {
+	// PingInterval is how often each leg is pinged. Zero disables pings and
+	// the liveness deadline.
+	PingInterval time.Duration
+	// PongTimeout is how long past a ping interval a leg may stay silent
+	// (no pong, no frame at all) before it is declared dead: a leg is dead
+	// after PingInterval+PongTimeout without any frame.
+	PongTimeout time.Duration
+	// IdleTimeout closes the connection after this long without a data
+	// message in either direction. Zero means never.
+	IdleTimeout time.Duration
+	// MaxLifetime closes the connection this long after it opened. Zero
+	// means never.
+	MaxLifetime time.Duration
+	// MaxMessageSize is the largest message accepted from either leg; a
+	// larger one closes its sender with 1009. Zero means no limit.
+	MaxMessageSize int64
+	// WriteTimeout bounds each write to a leg. Zero means
+	// PingInterval+PongTimeout, or 30 seconds without pings.
+	WriteTimeout time.Duration
+	// CloseTimeout bounds the closing handshake: after it, both legs are
+	// closed whether or not the peers answered. Zero means 3 seconds.
+	CloseTimeout time.Duration
+	// Metrics, if set, receives message and byte counts while the
+	// connection runs (flushed at each keepalive tick and at the end) and
+	// ping round-trip times.
+	Metrics *Metrics
+}
+
+// Metrics are the collectors a relay feeds. Nil fields are skipped.
+type Metrics struct {
+	MsgsUp, MsgsDown, BytesUp, BytesDown prometheus.Counter
+	// PingRTT observes ping round-trip times in seconds, per leg.
+	ClientPingRTT, UpstreamPingRTT prometheus.Observer
+}
+
+// Result describes how a relayed connection ended. Up means client to
+// upstream.
+type Result struct {
+	ClosedBy ClosedBy
+	// ClientCode and UpstreamCode are the close codes each leg ended with,
+	// received from or sent to that peer; 1006 when the leg ended with no
+	// close frame.
+	ClientCode, UpstreamCode int
+	// Err is the cause when the end was not a clean close handshake.
+	Err                                  error
+	Duration                             time.Duration
+	BytesUp, BytesDown, MsgsUp, MsgsDown int64
+}
+
+// side indexes the two legs of a relay.
+type side int
+
+const (
+	client side = iota
+	upstream
+)
+
+func (s side) String() string {
+	if s == client {
+		return "client"
+	}
+	return "upstream"
+}
+
+func (s side) closedBy() ClosedBy {
+	if s == client {
+		return ClosedByClient
+	}
+	return ClosedByUpstream
+}
+
+// lost is the close frame the other leg gets when leg s died abnormally.
+func (s side) lost() *closeFrame {
+	if s == client {
+		return &clientLost
+	}
+	return &upstreamLost
+}
+
+// ending is the decision of how a relay ends: the cause, the code each leg
+// ends with and the close frame, if any, to send to each leg.
+type ending struct {
+	by    ClosedBy
+	err   error
+	codes [2]int
+	send  [2]*closeFrame
+}
+
+// Relay copies messages between a client leg and an upstream leg, keeps
+// both alive with pings and closes both when either ends. Run it once.
+type Relay struct {
+	legs [2]*websocket.Conn
+	opts Options
+
+	start    time.Time
+	lastData atomic.Int64 // unix nanoseconds of the last data message
+	msgs     [2]atomic.Int64
+	bytes    [2]atomic.Int64
+
+	ended     atomic.Bool
+	hardClose atomic.Pointer[time.Timer]
+	mu        sync.Mutex // guards res
+	res       ending
+
+	tickMu   sync.Mutex // serialises tick with the end of Run
+	timer    *time.Timer
+	stopped  bool
+	nextPing time.Time
+	flushed  [4]int64 // counts already added to Metrics
+}
+
+// NewRelay returns a relay between the client leg c and the upstream leg u,
+// which must both be open. The relay owns both connections from now on.
+func NewRelay(c, u *websocket.Conn, opts Options) *Relay {
+	if opts.CloseTimeout <= 0 {
+		opts.CloseTimeout = 3 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 30 * time.Second
+		if opts.PingInterval > 0 {
+			opts.WriteTimeout = opts.PingInterval + opts.PongTimeout
+		}
+	}
+	return &Relay{legs: [2]*websocket.Conn{c, u}, opts: opts}
+}
+
+// Run relays until the connection ends and returns how it ended. It
+// returns after both legs are closed and both directions have stopped.
+// Cancelling ctx closes both legs with 1001 "going away" (see Shutdown).
+func (r *Relay) Run(ctx context.Context) Result {
+	r.start = time.Now()
+	r.lastData.Store(r.start.UnixNano())
+	r.configure(client)
+	r.configure(upstream)
+
+	r.tickMu.Lock()
+	r.nextPing = r.start.Add(r.opts.PingInterval)
+	r.timer = time.AfterFunc(r.nextWake(r.start), r.tick)
+	r.tickMu.Unlock()
+	stop := context.AfterFunc(ctx, r.Shutdown)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.copyToUpstream()
+	}()
+	r.copyToClient()
+	<-done
+	stop()
+
+	r.tickMu.Lock()
+	r.stopped = true
+	r.timer.Stop()
+	r.flushMetrics()
+	r.tickMu.Unlock()
+	if t := r.hardClose.Load(); t != nil {
+		t.Stop()
+	}
+	r.closeLegs()
+	return r.result()
+}
+
+// Shutdown ends the connection with 1001 "going away" on both legs, as for a
+// proxy shutdown. It is safe to call from any goroutine, any number of times.
+func (r *Relay) Shutdown() {
+	r.endBoth(ClosedByShutdown, "going away")
+}
+
+// endBoth ends the relay for a reason of the proxy's own, telling both legs
+// with 1001 and reason.
+func (r *Relay) endBoth(by ClosedBy, reason string) {
+	f := &closeFrame{websocket.CloseGoingAway, reason}
+	r.end(ending{by: by, codes: [2]int{f.code, f.code}, send: [2]*closeFrame{f, f}})
+}
+
+func (r *Relay) result() Result {
+	r.mu.Lock()
+	e := r.res
+	r.mu.Unlock()
+	return Result{
+		ClosedBy:     e.by,
+		ClientCode:   e.codes[client],
+		UpstreamCode: e.codes[upstream],
+		Err:          e.err,
+		Duration:     time.Since(r.start),
+		MsgsUp:       r.msgs[client].Load(),
+		MsgsDown:     r.msgs[upstream].Load(),
+		BytesUp:      r.bytes[client].Load(),
+		BytesDown:    r.bytes[upstream].Load(),
+	}
+}
+
+// configure sets leg s's read limit, liveness deadline and control frame
+// handlers. Handlers run in the goroutine reading s.
+func (r *Relay) configure(s side) {
+	c := r.legs[s]
+	if r.opts.MaxMessageSize > 0 {
+		c.SetReadLimit(r.opts.MaxMessageSize)
+	}
+	r.extendDeadline(c)
+	replyPong := c.PingHandler()
+	c.SetPingHandler(func(data string) error {
+		r.extendDeadline(c)
+		return replyPong(data)
+	})
+	rtt := r.rttObserver(s)
+	c.SetPongHandler(func(data string) error {
+		r.extendDeadline(c)
+		if rtt != nil && len(data) == 8 {
+			sent := int64(binary.BigEndian.Uint64([]byte(data)))
+			if d := time.Now().UnixNano() - sent; d >= 0 && d < int64(time.Hour) {
+				rtt.Observe(time.Duration(d).Seconds())
+			}
+		}
+		return nil
+	})
+}
+
+func (r *Relay) rttObserver(s side) prometheus.Observer {
+	if r.opts.Metrics == nil {
+		return nil
+	}
+	if s == client {
+		return r.opts.Metrics.ClientPingRTT
+	}
+	return r.opts.Metrics.UpstreamPingRTT
+}
+
+// extendDeadline gives c another liveness window; without pings there is
+// none.
+func (r *Relay) extendDeadline(c *websocket.Conn) {
+	if r.opts.PingInterval > 0 && !r.ended.Load() {
+		_ = c.SetReadDeadline(time.Now().Add(r.opts.PingInterval + r.opts.PongTimeout))
+	}
+}
+
+// copyToUpstream relays client messages to the upstream.
+func (r *Relay) copyToUpstream() { r.pump(client) }
+
+// copyToClient relays upstream messages to the client.
+func (r *Relay) copyToClient() { r.pump(upstream) }
+
+// errReader remembers the error of the reader it wraps, so that a failed
+// copy can tell a read failure from a write failure.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// pump reads messages from leg from and writes each to the other leg,
+// streaming it frame by frame, until either leg fails or the relay ends.
+func (r *Relay) pump(from side) {
+	src, dst := r.legs[from], r.legs[1-from]
+	er := &errReader{}
+	for {
+		mt, rd, err := src.NextReader()
+		if err != nil {
+			r.readFailed(from, err)
+			return
+		}
+		if r.ended.Load() {
+			continue // closing: drain until the peer's close frame
+		}
+		now := time.Now()
+		r.lastData.Store(now.UnixNano())
+		r.extendDeadline(src)
+		_ = dst.SetWriteDeadline(now.Add(r.opts.WriteTimeout))
+		w, err := dst.NextWriter(mt)
+		if err != nil {
+			r.writeFailed(1-from, err)
+			return
+		}
+		er.r, er.err = rd, nil
+		n, err := io.Copy(w, er)
+		if err == nil {
+			err = w.Close()
+		}
+		if err != nil {
+			if er.err != nil {
+				r.readFailed(from, er.err)
+			} else {
+				r.writeFailed(1-from, err)
+			}
+			return
+		}
+		r.msgs[from].Add(1)
+		r.bytes[from].Add(n)
+	}
+}
+
+// readFailed decides how the relay ends when reading leg s failed with err.
+func (r *Relay) readFailed(s side, err error) {
+	if r.ended.Load() {
+		return // our own close: the echo, a reset or the hard close
+	}
+	e := ending{codes: [2]int{websocket.CloseAbnormalClosure, websocket.CloseAbnormalClosure}}
+	e.send[1-s] = s.lost()
+	e.codes[1-s] = e.send[1-s].code
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
+		// A clean close: gorilla has echoed it; pass code and reason on.
+		e.by = s.closedBy()
+		e.codes = [2]int{ce.Code, ce.Code}
+		e.send[1-s] = &closeFrame{ce.Code, ce.Text}
+	case errors.As(err, &ce):
+		e.by = s.closedBy()
+		e.err = fmt.Errorf("%s connection ended without a close frame", s)
+	case errors.Is(err, websocket.ErrReadLimit):
+		// gorilla has sent 1009 to the sender.
+		e.by = ClosedByError
+		e.err = fmt.Errorf("%s sent a message larger than %d bytes", s, r.opts.MaxMessageSize)
+		e.codes[s] = websocket.CloseMessageTooBig
+		e.send[1-s] = &closeFrame{websocket.CloseGoingAway, "peer message too big"}
+		e.codes[1-s] = websocket.CloseGoingAway
+	case errors.As(err, &ne) && ne.Timeout():
+		e.by = ClosedByPingTimeout
+		e.err = fmt.Errorf("%s sent no frame, not even a pong, for %s", s, r.opts.PingInterval+r.opts.PongTimeout)
+	case errors.As(err, &ne):
+		e.by = s.closedBy()
+		e.err = fmt.Errorf("read %s: %w", s, err)
+	default:
+		// A protocol violation; gorilla has sent 1002 to the sender.
+		e.by = ClosedByError
+		e.err = fmt.Errorf("read %s: %w", s, err)
+		e.codes[s] = websocket.CloseProtocolError
+	}
+	r.end(e)
+}
+
+// writeFailed ends the relay after writing to leg s failed with err: the
+// leg is broken (reset, or too slow to take a message within WriteTimeout).
+func (r *Relay) writeFailed(s side, err error) {
+	if r.ended.Load() {
+		return
+	}
+	e := ending{by: s.closedBy(), err: fmt.Errorf("write %s: %w", s, err)}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		e.by = ClosedByError
+	}
+	e.codes[s] = websocket.CloseAbnormalClosure
+	e.send[1-s] = s.lost()
+	e.codes[1-s] = e.send[1-s].code
+	r.end(e)
+}
+
+// end records the first ending, sends its close frames and arms the hard
+// close that bounds the closing handshake. Later calls do nothing.
+func (r *Relay) end(e ending) {
+	if !r.ended.CompareAndSwap(false, true) {
+		return
+	}
+	r.mu.Lock()
+	r.res = e
+	r.mu.Unlock()
+	r.hardClose.Store(time.AfterFunc(r.opts.CloseTimeout, r.closeLegs))
+	deadline := time.Now().Add(r.opts.CloseTimeout)
+	for s, f := range e.send {
+		if f != nil {
+			_ = r.legs[s].WriteControl(websocket.CloseMessage, CloseMessage(f.code, f.reason), deadline)
+		}
+	}
+}
+
+func (r *Relay) closeLegs() {
+	_ = r.legs[client].Close()
+	_ = r.legs[upstream].Close()
+}
+
+// tick runs on the relay's timer: it enforces the lifetime and idle
+// timeouts, pings both legs when due, flushes metrics and re-arms itself.
+func (r *Relay) tick() {
+	r.tickMu.Lock()
+	defer r.tickMu.Unlock()
+	if r.stopped || r.ended.Load() {
+		return
+	}
+	now := time.Now()
+	r.flushMetrics()
+	if r.opts.MaxLifetime > 0 && now.Sub(r.start) >= r.opts.MaxLifetime {
+		r.endBoth(ClosedByLifetime, "max lifetime reached")
+		return
+	}
+	if r.opts.IdleTimeout > 0 && now.Sub(time.Unix(0, r.lastData.Load())) >= r.opts.IdleTimeout {
+		r.endBoth(ClosedByIdleTimeout, "idle timeout")
+		return
+	}
+	if r.opts.PingInterval > 0 && !now.Before(r.nextPing) {
+		var payload [8]byte
+		binary.BigEndian.PutUint64(payload[:], uint64(now.UnixNano()))
+		deadline := now.Add(r.opts.WriteTimeout)
+		// A failed ping needs no action here: the leg's read deadline
+		// expires and the reader reports ping_timeout.
+		_ = r.legs[client].WriteControl(websocket.PingMessage, payload[:], deadline)
+		_ = r.legs[upstream].WriteControl(websocket.PingMessage, payload[:], deadline)
+		r.nextPing = time.Now().Add(r.opts.PingInterval)
+	}
+	r.timer.Reset(r.nextWake(time.Now()))
+}
+
+// metricsFlushInterval bounds how stale the message counters can be when
+// nothing else wakes a relay.
+const metricsFlushInterval = 30 * time.Second
+
+// nextWake is how long from now the next tick is due.
+func (r *Relay) nextWake(now time.Time) time.Duration {
+	next := now.Add(metricsFlushInterval)
+	if r.opts.PingInterval > 0 && r.nextPing.Before(next) {
+		next = r.nextPing
+	}
+	if r.opts.MaxLifetime > 0 {
+		if t := r.start.Add(r.opts.MaxLifetime); t.Before(next) {
+			next = t
+		}
+	}
+	if r.opts.IdleTimeout > 0 {
+		if t := time.Unix(0, r.lastData.Load()).Add(r.opts.IdleTimeout); t.Before(next) {
+			next = t
+		}
+	}
+	return max(next.Sub(now), time.Millisecond)
+}
+
+// flushMetrics adds the counts since the last flush to Metrics. Callers
+// hold tickMu.
+func (r *Relay) flushMetrics() {
+	m := r.opts.Metrics
+	if m == nil {
+		return
+	}
+	now := [4]int64{r.msgs[client].Load(), r.msgs[upstream].Load(), r.bytes[client].Load(), r.bytes[upstream].Load()}
+	counters := [4]prometheus.Counter{m.MsgsUp, m.MsgsDown, m.BytesUp, m.BytesDown}
+	for i, c := range counters {
+		if d := now[i] - r.flushed[i]; d > 0 && c != nil {
+			c.Add(float64(d))
+		}
+	}
+	r.flushed = now
+}

@@ -1,0 +1,60 @@
+// Command streamgate is a reverse-proxy sidecar that upgrades transports:
+// it proxies HTTP and WebSockets to an unchanged app, keeps both legs of
+// every WebSocket alive, and re-exposes WebSocket endpoints as Server-Sent
+// Events. See README.md.
+//
+// Usage:
+//
+//	streamgate [-config FILE]            run (default ./proxy.yaml)
+//	streamgate validate [-config FILE]   check a config, print every problem
+//	streamgate version                   print the version
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// dispatch runs the subcommand named by args and returns the exit code.
+func dispatch(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return run(args, stderr)
+	case "validate":
+		return validate(args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "streamgate", version)
+		return 0
+	case "probe":
+		fmt.Fprintln(stderr, "streamgate probe: not built yet (tracked in issue 5)")
+		return 2
+	case "help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "streamgate: unknown command %q\n", cmd)
+		usage(stderr)
+		return 2
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  streamgate [-config FILE]            run the proxy (default config ./proxy.yaml)
+  streamgate validate [-config FILE]   check a config and print every problem
+  streamgate version                   print the version
+Every config key can be overridden with STREAMGATE_<PATH>, e.g. STREAMGATE_UPSTREAM.
+`)
+}

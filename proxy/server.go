@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/streamgate/streamgate/bridge/wsconn"
+	"github.com/streamgate/streamgate/config"
+)
+
+// Server is a running streamgate: the public listener, the admin listener
+// and everything they serve. Build it with New, run it with Run.
+type Server struct {
+	logger       zerolog.Logger
+	registry     *prometheus.Registry
+	metrics      *metrics
+	relayMetrics *wsconn.Metrics
+	bufferPool   websocket.BufferPool
+
+	table    atomic.Pointer[routeTable]
+	conns    *registry
+	limiter  *limiter
+	draining atomic.Bool
+	ready    *readiness
+
+	public, admin     *http.Server
+	publicLn, adminLn net.Listener
+}
+
+// New builds a server from a validated config and binds its listeners, so
+// that an address in use fails here, before anything runs.
+func New(cfg *config.Config, logger zerolog.Logger) (*Server, error) {
+	s := &Server{
+		logger:     logger,
+		registry:   prometheus.NewRegistry(),
+		bufferPool: wsconn.NewBufferPool(),
+		conns:      newRegistry(),
+		limiter:    newLimiter(),
+	}
+	s.metrics = newMetrics(s.registry)
+	s.relayMetrics = s.metrics.relayMetrics()
+	t, err := s.buildTable(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.table.Store(t)
+	s.ready = newReadiness(cfg.Upstream, cfg.Timeouts.UpstreamDial.Std())
+	if cfg.UpstreamTLS.InsecureSkipVerify {
+		logger.Warn().Msg("upstream_tls.insecure_skip_verify is on: upstream certificates are NOT verified; anyone on the path can impersonate the app")
+	}
+
+	s.public = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
+		IdleTimeout:       cfg.Timeouts.HTTPIdle.Std(),
+		ErrorLog:          newStdLogger(logger, "http server"),
+		// No WriteTimeout: it would cut every WebSocket and SSE stream.
+	}
+	if s.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if cfg.Admin != "" {
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: newStdLogger(logger, "admin server")}
+		if s.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+			s.publicLn.Close()
+			return nil, fmt.Errorf("listen admin %s: %w", cfg.Admin, err)
+		}
+	}
+	return s, nil
+}
+
+// Addr is the address the public listener is bound to.
+func (s *Server) Addr() net.Addr { return s.publicLn.Addr() }
+
+// AdminAddr is the address of the admin listener, or nil when there is none.
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
+
+// Reload swaps in the routes, timeouts and limits of cfg, which must be
+// validated. Live connections keep the settings they started with; new
+// ones get cfg's. Listener addresses are not changed by a reload.
+func (s *Server) Reload(cfg *config.Config) error {
+	t, err := s.buildTable(cfg)
+	if err != nil {
+		return err
+	}
+	old := s.table.Swap(t)
+	old.transport.CloseIdleConnections()
+	s.public.ReadHeaderTimeout = cfg.Timeouts.ReadHeader.Std()
+	s.public.IdleTimeout = cfg.Timeouts.HTTPIdle.Std()
+	return nil
+}
+
+// Run serves until ctx is cancelled, then drains (see DESIGN.md, Shutdown)
+// and returns when everything is closed or timeouts.shutdown has passed.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	serve := func(srv *http.Server, ln net.Listener, name string) {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve %s %s: %w", name, ln.Addr(), err)
+		}
+	}
+	go serve(s.public, s.publicLn, "public")
+	if s.admin != nil {
+		go serve(s.admin, s.adminLn, "admin")
+	}
+	s.logger.Info().Str("listen", s.publicLn.Addr().String()).Str("admin", addrString(s.AdminAddr())).Msg("streamgate serving")
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.shutdown()
+	return runErr
+}
+
+// shutdown drains: /readyz turns 503, drain_delay passes, listeners close,
+// long-lived connections are ended spread over the window, and whatever is
+// left when timeouts.shutdown runs out is closed by force.
+func (s *Server) shutdown() {
+	t := s.table.Load()
+	budget := t.timeouts.Shutdown.Std()
+	deadline := time.Now().Add(budget)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	s.draining.Store(true)
+	s.logger.Info().Dur("budget", budget).Msg("draining")
+	sleepCtx(ctx, t.timeouts.DrainDelay.Std())
+
+	shutdownDone := make(chan error, 1)
+	go func() { shutdownDone <- s.public.Shutdown(ctx) }()
+	// Ends are spread over half of what is left, so the closing handshakes
+	// of the last ones still fit in the budget.
+	window := max(time.Until(deadline)/2-time.Second, 0)
+	st := s.conns.drain(ctx, window)
+	if err := <-shutdownDone; err != nil {
+		_ = s.public.Close()
+	}
+	if s.admin != nil {
+		_ = s.admin.Close()
+	}
+	t.transport.CloseIdleConnections()
+	s.logger.Info().Int("ws_closed", st.ended["ws"]).Int("sse_closed", st.ended["sse"]).
+		Int("forced", st.forced).Msg("drained")
+}
+
+// ServeHTTP routes one request on the public listener: WebSocket upgrades
+// to the WebSocket proxy, everything else to the route's HTTP proxy.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := s.table.Load()
+	rt := t.match(r.URL.Path)
+	clientIP := t.trusted.clientIP(r)
+	release, refused := s.limiter.acquire(clientIP, t.limits.MaxConnections, t.limits.MaxConnectionsPerIP)
+	if refused != "" {
+		log := s.logger.With().Str("client_ip", clientIP).Str("path", r.URL.Path).Logger()
+		s.reject(w, log, "limit", http.StatusServiceUnavailable, "connection limit reached", refused)
+		return
+	}
+	defer release()
+	if websocket.IsWebSocketUpgrade(r) {
+		s.serveWebSocket(w, r, t, rt, clientIP)
+		return
+	}
+	rt.http.ServeHTTP(w, r)
+}
+
+// reject refuses a request before proxying, with status, a metric and a
+// log line naming why.
+func (s *Server) reject(w http.ResponseWriter, log zerolog.Logger, reason string, status int, msg, detail string) {
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	e := log.Warn().Int("status", status)
+	if detail != "" {
+		e = e.Str("detail", detail)
+	}
+	e.Msg(msg)
+	http.Error(w, msg, status)
+}
+
+// newConnID returns a short random id naming a connection in logs.
+func newConnID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// stdLogWriter turns the standard library's log lines (http.Server and
+// httputil errors) into zerolog warnings.
+type stdLogWriter struct {
+	logger    zerolog.Logger
+	component string
+}
+
+func (w stdLogWriter) Write(p []byte) (int, error) {
+	w.logger.Warn().Str("component", w.component).Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func newStdLogger(l zerolog.Logger, component string) *log.Logger {
+	return log.New(stdLogWriter{l, component}, "", 0)
+}
