@@ -56,8 +56,9 @@ func Parse(data []byte, file string, environ []string) (*Config, []string, error
 
 	v := &validator{file: file, index: index, env: envSet}
 	v.config(c)
+	skipped := undecoded(errs)
 	for _, fe := range v.errs {
-		if !coveredBy(fe.Key, errs) {
+		if !coveredBy(fe.Key, errs, skipped) {
 			errs = append(errs, fe)
 		}
 	}
@@ -113,11 +114,19 @@ func splitLine(s string) (int, string) {
 }
 
 // coveredBy reports whether key, or a key above it, already has a problem in
-// errs: a value that failed to decode kept its default, which should not be
-// reported a second time by validation.
-func coveredBy(key string, errs Errors) bool {
+// errs, or was left undecoded (see undecoded): a value that failed to decode
+// kept its default, which validation should not report a second time.
+func coveredBy(key string, errs Errors, skipped []string) bool {
+	under := func(p string) bool {
+		return key == p || strings.HasPrefix(key, p+".") || strings.HasPrefix(key, p+"[")
+	}
 	for _, e := range errs {
-		if e.Key != "" && (key == e.Key || strings.HasPrefix(key, e.Key+".") || strings.HasPrefix(key, e.Key+"[")) {
+		if e.Key != "" && under(e.Key) {
+			return true
+		}
+	}
+	for _, p := range skipped {
+		if p == "" || under(p) {
 			return true
 		}
 	}
@@ -191,7 +200,7 @@ func (x *lineIndex) line(key string) int {
 		if e := x.byPath[key]; e != nil {
 			return e.line
 		}
-		key = key[:max(strings.LastIndexByte(key, '.'), strings.LastIndexByte(key, '['), 0)]
+		key = parentPath(key)
 	}
 	return 0
 }
@@ -217,11 +226,40 @@ func (x *lineIndex) decode(data []byte, file string, c *Config) Errors {
 	return Errors{syntaxError(file, err)}
 }
 
+// undecoded returns the key paths whose values yaml.v3 left undecoded after
+// errs: a mapping with a duplicate key is skipped whole, so its keys kept
+// their defaults. "" stands for the whole document.
+func undecoded(errs Errors) []string {
+	var paths []string
+	for _, e := range errs {
+		if strings.HasPrefix(e.Msg, "duplicate key ") {
+			paths = append(paths, parentPath(e.Key))
+		}
+	}
+	return paths
+}
+
+// parentPath returns the path of the mapping or list holding key.
+func parentPath(key string) string {
+	return key[:max(strings.LastIndexByte(key, '.'), strings.LastIndexByte(key, '['), 0)]
+}
+
 // decodeError places one yaml.v3 type error ("line 3: field foo not found
 // in type config.WebSocket") on its key.
 func (x *lineIndex) decodeError(file, msg string, used map[*indexEntry]bool) *FieldError {
 	line, rest := splitLine(msg)
 	fe := &FieldError{File: file, Line: line, Msg: rest}
+	if quoted, first, ok := strings.Cut(strings.TrimPrefix(rest, "mapping key "), " already defined at line "); ok {
+		name, err := strconv.Unquote(quoted)
+		if err != nil {
+			name = quoted
+		}
+		fe.Msg, fe.Key = fmt.Sprintf("duplicate key %q (first at line %s)", name, first), name
+		if e := x.keyAt(line, name); e != nil {
+			fe.Key = e.path
+		}
+		return fe
+	}
 	field, isField := strings.CutPrefix(rest, "field ")
 	for _, f := range []struct{ middle, format string }{
 		{" not found in type ", "unknown key %q"},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -186,4 +187,24 @@ func scalarValue(n *yaml.Node, what string) (string, error) {
 // typeError wraps err as yaml.v3 does its own type errors: "line N: ...".
 func typeError(n *yaml.Node, err error) error {
 	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+}
+
+// MarshalYAML writes only the keys that o sets. A nil field inherits the
+// top-level value and must not come back as an override, as a nil
+// AllowedOrigins written as [] would.
+func (o WebSocketOverride) MarshalYAML() (any, error) {
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	v := reflect.ValueOf(o)
+	for i := range v.NumField() {
+		if v.Field(i).IsNil() {
+			continue
+		}
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+		var val yaml.Node
+		if err := val.Encode(v.Field(i).Interface()); err != nil {
+			return nil, err
+		}
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: name}, &val)
+	}
+	return m, nil
 }

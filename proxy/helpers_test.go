@@ -1,0 +1,218 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+
+	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/proxy"
+)
+
+// logLines collects the proxy's JSON log lines for tests to wait on.
+type logLines struct {
+	mu    sync.Mutex
+	lines []map[string]any
+	added chan struct{}
+	pw    *io.PipeWriter
+}
+
+func newLogLines(t *testing.T) (*logLines, zerolog.Logger) {
+	pr, pw := io.Pipe()
+	l := &logLines{added: make(chan struct{}, 1), pw: pw}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			l.mu.Lock()
+			l.lines = append(l.lines, m)
+			l.mu.Unlock()
+			select {
+			case l.added <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() { pw.Close(); <-done })
+	return l, zerolog.New(pw).Level(zerolog.DebugLevel)
+}
+
+// wait returns the first line for which match is true, failing the test
+// if none comes within timeout.
+func (l *logLines) wait(t *testing.T, timeout time.Duration, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		for _, m := range l.lines {
+			if match(m) {
+				l.mu.Unlock()
+				return m
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.added:
+		case <-deadline.C:
+			t.Fatalf("no matching log line within %s", timeout)
+			return nil
+		}
+	}
+}
+
+func closedLine(m map[string]any) bool { return m["message"] == "connection closed" }
+
+func msgContains(s string) func(map[string]any) bool {
+	return func(m map[string]any) bool {
+		msg, _ := m["message"].(string)
+		return strings.Contains(msg, s)
+	}
+}
+
+// testConfig is a valid config on loopback with ephemeral ports.
+func testConfig(upstream string) *config.Config {
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Admin = "127.0.0.1:0"
+	cfg.Upstream = upstream
+	cfg.Timeouts.Shutdown = config.Duration(5 * time.Second)
+	return cfg
+}
+
+// startProxy runs a server for cfg until the test ends.
+func startProxy(t *testing.T, cfg *config.Config, logger zerolog.Logger) *proxy.Server {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config invalid: %v", err)
+	}
+	srv, err := proxy.New(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return srv
+}
+
+func wsURL(srv *proxy.Server, path string) string { return "ws://" + srv.Addr().String() + path }
+
+func httpURL(srv *proxy.Server, path string) string { return "http://" + srv.Addr().String() + path }
+
+// wsBackend is a test upstream: handle runs for each accepted WebSocket.
+func wsBackend(t *testing.T, upgrader *websocket.Upgrader, handle func(c *websocket.Conn, r *http.Request)) *httptest.Server {
+	t.Helper()
+	if upgrader == nil {
+		upgrader = &websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []*websocket.Conn
+	)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		defer c.Close()
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+		handle(c, r)
+	}))
+	t.Cleanup(func() {
+		// Hijacked connections are not closed by httptest; close them so
+		// handlers blocked on them return.
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		s.Close()
+		wg.Wait()
+	})
+	return s
+}
+
+// echo echoes every message until the connection ends.
+func echo(c *websocket.Conn, _ *http.Request) {
+	for {
+		mt, p, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		if c.WriteMessage(mt, p) != nil {
+			return
+		}
+	}
+}
+
+func dial(t *testing.T, url string, h http.Header) *websocket.Conn {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial(url, h)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial %s: %v (status %d)", url, err, status)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readClose reads until the connection reports a close and returns it.
+func readClose(t *testing.T, c *websocket.Conn, timeout time.Duration) *websocket.CloseError {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	for {
+		_, _, err := c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		ce, ok := err.(*websocket.CloseError)
+		if !ok {
+			t.Fatalf("want a close frame, got %v", err)
+		}
+		return ce
+	}
+}
+
+// wsStatus attempts a WebSocket handshake and returns the HTTP status.
+func wsStatus(t *testing.T, url string) int {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if c != nil {
+		c.Close()
+	}
+	if resp == nil {
+		t.Fatalf("no handshake response from %s: %v", url, err)
+	}
+	return resp.StatusCode
+}
