@@ -40,9 +40,9 @@ func Load(path string, environ []string) (*Config, []string, error) {
 // validation, each with file, line and dotted key. On error the config is
 // nil.
 func Parse(data []byte, file string, environ []string) (*Config, []string, error) {
-	doc, err := parseNode(data, file)
-	if err != nil {
-		return nil, nil, Errors{err}
+	doc, fe := parseNode(data, file)
+	if fe != nil {
+		return nil, nil, Errors{fe}
 	}
 	index := newLineIndex(doc)
 	c := Default()
@@ -249,32 +249,27 @@ func parentPath(key string) string {
 func (x *lineIndex) decodeError(file, msg string, used map[*indexEntry]bool) *FieldError {
 	line, rest := splitLine(msg)
 	fe := &FieldError{File: file, Line: line, Msg: rest}
-	if quoted, first, ok := strings.Cut(strings.TrimPrefix(rest, "mapping key "), " already defined at line "); ok {
-		name, err := strconv.Unquote(quoted)
-		if err != nil {
-			name = quoted
+	var name string
+	if field, ok := strings.CutPrefix(rest, "field "); ok {
+		if name, _, ok = strings.Cut(field, " not found in type "); ok {
+			fe.Msg = fmt.Sprintf("unknown key %q", name)
 		}
-		fe.Msg, fe.Key = fmt.Sprintf("duplicate key %q (first at line %s)", name, first), name
-		if e := x.keyAt(line, name); e != nil {
+	} else if dup, ok := strings.CutPrefix(rest, "mapping key "); ok {
+		var quoted, first string
+		if quoted, first, ok = strings.Cut(dup, " already defined at line "); ok {
+			name, _ = strconv.Unquote(quoted)
+			fe.Msg = fmt.Sprintf("duplicate key %q (first at line %s)", name, first)
+		}
+	}
+	switch e := x.keyAt(line, name); {
+	case name == "":
+		if e := x.valueAt(line, rest, used); e != nil {
 			fe.Key = e.path
 		}
-		return fe
-	}
-	field, isField := strings.CutPrefix(rest, "field ")
-	for _, f := range []struct{ middle, format string }{
-		{" not found in type ", "unknown key %q"},
-		{" already set in type ", "duplicate key %q"},
-	} {
-		if name, _, found := strings.Cut(field, f.middle); isField && found {
-			fe.Msg, fe.Key = fmt.Sprintf(f.format, name), name
-			if e := x.keyAt(line, name); e != nil {
-				fe.Key = e.path
-			}
-			return fe
-		}
-	}
-	if e := x.valueAt(line, rest, used); e != nil {
+	case e != nil:
 		fe.Key = e.path
+	default:
+		fe.Key = name
 	}
 	return fe
 }

@@ -30,7 +30,7 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestAdminEndpoints(t *testing.T) {
 	be := wsBackend(t, nil, echo)
-	_, logger := newLogLines(t)
+	logs, logger := newLogLines(t)
 	srv := startProxy(t, testConfig(be.URL), logger)
 	admin := "http://" + srv.AdminAddr().String()
 
@@ -46,6 +46,7 @@ func TestAdminEndpoints(t *testing.T) {
 	_, _, _ = c.ReadMessage()
 	_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
 	readClose(t, c, 5*time.Second)
+	logs.wait(t, 5*time.Second, closedLine) // counters are final once the line is out
 	code, body := get(t, admin+"/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics %d", code)
