@@ -261,15 +261,15 @@ func (x *lineIndex) decodeError(file, msg string, used map[*indexEntry]bool) *Fi
 			fe.Msg = fmt.Sprintf("duplicate key %q (first at line %s)", name, first)
 		}
 	}
-	switch e := x.keyAt(line, name); {
-	case name == "":
+	if name == "" {
 		if e := x.valueAt(line, rest, used); e != nil {
 			fe.Key = e.path
 		}
-	case e != nil:
+		return fe
+	}
+	fe.Key = name
+	if e := x.keyAt(line, name); e != nil {
 		fe.Key = e.path
-	default:
-		fe.Key = name
 	}
 	return fe
 }

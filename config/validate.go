@@ -105,7 +105,8 @@ func asError(errs Errors) error {
 // Validate checks c and returns every problem as Errors, or nil. Problems
 // carry c.File but no line numbers; Load and Parse add those. Validate reads
 // the files that c names (certificates, keys, CA bundles) to check they
-// exist and are readable.
+// exist and are readable; relative paths are taken from the working
+// directory, as the proxy will open them.
 func (c *Config) Validate() error {
 	v := &validator{file: c.File}
 	v.config(c)

@@ -1,0 +1,303 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+)
+
+// maxPendingSends bounds the back-channel messages of one session that may
+// wait for the upstream writer; more get errBusy (503).
+const maxPendingSends = 64
+
+// newSessionID returns 128 random bits from crypto/rand as 32 lowercase hex
+// digits.
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
+	return hex.EncodeToString(b[:])
+}
+
+// validSessionID reports whether s has the shape of a session id.
+func validSessionID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// tableKey is what the session table is keyed by: a hash of the id, so
+// that the time a lookup takes tells nothing of the id's bytes. The stored
+// id is then compared in constant time.
+type tableKey [16]byte
+
+func keyOf(id string) tableKey {
+	h := sha256.Sum256([]byte(id))
+	return tableKey(h[:16])
+}
+
+// memStore is the in-memory store: one expirable LRU for the session table
+// (size MaxSessions, TTL SessionTTL) and a plain LRU of tombstones.
+//
+// The expirable LRU's TTL runs from the last Add: Attach, Renew and Detach
+// re-Add the session (Get does not renew). Its evict callback runs under
+// the LRU's lock, so it only flags the session and signals (owner.Expire
+// cancels a context, the stream's wake channel gets a token). Its cleaner
+// goroutine cannot be stopped in golang-lru v2.0.7: each store leaves one
+// goroutine behind, which is why there is one store per Bridge and never
+// one per session.
+//
+// Lock order: m.mu, then the LRU's lock, then a session's mu.
+type memStore struct {
+	replay int
+	max    int
+
+	mu     sync.Mutex // serialises Create's capacity check with its Add, and Close
+	closed bool
+	table  *expirable.LRU[tableKey, *memSession]
+	tombs  *lru.Cache[tableKey, struct{}]
+}
+
+// newMemStore returns a store of at most maxSessions sessions, each
+// keeping replay events and expiring ttl after its last stream left.
+func newMemStore(maxSessions, replay int, ttl time.Duration) *memStore {
+	m := &memStore{replay: replay, max: maxSessions}
+	m.table = expirable.NewLRU(maxSessions, m.evicted, ttl)
+	m.tombs, _ = lru.New[tableKey, struct{}](max(maxSessions, 1024)) // errors only for size <= 0
+	return m
+}
+
+// memSession is a session's state in memory.
+type memSession struct {
+	m     *memStore
+	id    string
+	key   tableKey
+	owner owner
+
+	pending          atomic.Int32 // Sends waiting for the owner
+	msgsUp, bytesUp  atomic.Int64
+	mu               sync.Mutex // guards the fields below
+	log              *ReplayBuffer
+	closed           *CloseInfo
+	sub              *memSub // the attached stream
+	ip               string  // the attached (or last attached) stream's client IP
+	gone             bool    // left the table
+}
+
+// memSub is a memSession's subscription.
+type memSub struct {
+	s    *memSession
+	wake chan struct{}
+	end  error // guarded by s.mu
+}
+
+// signal wakes the reader of c without ever blocking.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// evicted is the table's evict callback. It runs under the LRU's lock:
+// flag and signal only.
+func (m *memStore) evicted(_ tableKey, s *memSession) {
+	s.mu.Lock()
+	if s.gone {
+		s.mu.Unlock()
+		return
+	}
+	s.gone = true
+	if s.sub != nil {
+		s.sub.end = errExpired
+		signal(s.sub.wake)
+	}
+	s.mu.Unlock()
+	s.owner.Expire()
+}
+
+// lookup finds session id; ok is false for unknown ids and for sessions
+// that expired but are not yet cleaned out.
+func (m *memStore) lookup(id string) (*memSession, bool) {
+	s, ok := m.table.Peek(keyOf(id))
+	if !ok || subtle.ConstantTimeCompare([]byte(s.id), []byte(id)) != 1 {
+		return nil, false
+	}
+	return s, true
+}
+
+// renew re-Adds s, restarting its TTL. If s was evicted meanwhile, the Add
+// put back a ghost, which is removed again at once.
+func (m *memStore) renew(s *memSession) {
+	m.table.Add(s.key, s)
+	s.mu.Lock()
+	gone := s.gone
+	s.mu.Unlock()
+	if gone {
+		m.table.Remove(s.key)
+	}
+}
+
+func (m *memStore) Create(id string, o owner) (sessionLog, error) {
+	s := &memSession{m: m, id: id, key: keyOf(id), owner: o, log: NewReplayBuffer(m.replay)}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errClosed
+	}
+	if m.table.Len() >= m.max {
+		// Adding evicts the least recently used session; refuse rather
+		// than cut off a stream that is attached.
+		if _, oldest, ok := m.table.GetOldest(); ok && oldest.attached() {
+			return nil, errFull
+		}
+	}
+	m.table.Add(s.key, s)
+	return s, nil
+}
+
+func (m *memStore) Attach(id, clientIP string) (subscription, error) {
+	s, ok := m.lookup(id)
+	if ok {
+		sub := &memSub{s: s, wake: make(chan struct{}, 1)}
+		s.mu.Lock()
+		if !s.gone {
+			old := s.sub
+			s.sub, s.ip = sub, clientIP
+			if old != nil {
+				old.end = errTakenOver
+				signal(old.wake)
+			}
+			s.mu.Unlock()
+			m.renew(s)
+			signal(sub.wake)
+			return sub, nil
+		}
+		s.mu.Unlock()
+	}
+	if m.tombs.Contains(keyOf(id)) {
+		return nil, errSessionClosed
+	}
+	return nil, errNoSession
+}
+
+func (m *memStore) Send(ctx context.Context, id string, msg Message) error {
+	s, ok := m.lookup(id)
+	if !ok {
+		return errNoSession
+	}
+	s.mu.Lock()
+	gone, closed, ip := s.gone, s.closed != nil, s.ip
+	s.mu.Unlock()
+	switch {
+	case gone || closed:
+		return errNoSession
+	case msg.From != "" && msg.From != ip:
+		return errWrongIP
+	}
+	if s.pending.Add(1) > maxPendingSends {
+		s.pending.Add(-1)
+		return errBusy
+	}
+	defer s.pending.Add(-1)
+	if err := s.owner.Deliver(ctx, msg); err != nil {
+		return err
+	}
+	s.msgsUp.Add(1)
+	s.bytesUp.Add(int64(len(msg.Data)))
+	return nil
+}
+
+func (m *memStore) Close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.table.Purge()
+}
+
+// attached reports whether a stream is attached to s.
+func (s *memSession) attached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sub != nil
+}
+
+// Append implements sessionLog.
+func (s *memSession) Append(binary bool, data []byte) uint64 {
+	s.mu.Lock()
+	seq := s.log.Append(binary, data)
+	if s.sub != nil {
+		signal(s.sub.wake)
+	}
+	s.mu.Unlock()
+	return seq
+}
+
+// Finish implements sessionLog.
+func (s *memSession) Finish(c CloseInfo) {
+	s.m.tombs.Add(s.key, struct{}{})
+	s.mu.Lock()
+	s.closed = &c
+	if s.sub != nil {
+		signal(s.sub.wake)
+	}
+	s.mu.Unlock()
+}
+
+func (sub *memSub) Read(dst []Event, after uint64, limit int) Batch {
+	s := sub.s
+	b := Batch{MsgsUp: s.msgsUp.Load(), BytesUp: s.bytesUp.Load()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sub.end != nil {
+		b.End = sub.end
+		return b
+	}
+	b.Events, b.Lost = s.log.Since(dst, after, limit)
+	b.Head = s.log.Head()
+	b.Closed = s.closed
+	return b
+}
+
+func (sub *memSub) Wake() <-chan struct{} { return sub.wake }
+
+func (sub *memSub) Renew() {
+	s := sub.s
+	s.mu.Lock()
+	current := s.sub == sub && !s.gone
+	s.mu.Unlock()
+	if current {
+		s.m.renew(s)
+	}
+}
+
+func (sub *memSub) Detach(delivered bool) {
+	s := sub.s
+	s.mu.Lock()
+	current := s.sub == sub
+	if current {
+		s.sub = nil
+	}
+	gone := s.gone
+	s.mu.Unlock()
+	switch {
+	case delivered:
+		s.m.table.Remove(s.key)
+	case current && !gone:
+		s.m.renew(s)
+	}
+}

@@ -1,0 +1,144 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+
+	"github.com/streamgate/streamgate/bridge/wsconn"
+)
+
+// store is the one seam between the streaming code (stream.go, send.go,
+// session.go) and session state: the session table (ids, TTL,
+// max_sessions, tombstones of closed sessions), each session's replay log,
+// and the back-channel queue. memStore (sessions.go) keeps it all in this
+// process. A store shared by replicas (Redis: a hash per session with a
+// TTL, a capped stream per log, a list per back-channel, pub/sub for
+// wake-ups and takeovers) can sit beside it without touching the streaming
+// code, because that code never sees more than these four small
+// interfaces:
+//
+//   - store: the table, used by the handlers;
+//   - sessionLog: what the process holding a session's upstream leg
+//     writes (upstream messages, and how the upstream ended);
+//   - owner: what the store asks of that process (write a back-channel
+//     message upstream; the session expired);
+//   - subscription: what one attached SSE stream reads.
+//
+// A session lives in the table from Create until it expires (SessionTTL
+// with no stream attached, or evicted to make room), the store closes, or
+// a stream has delivered its close event. A session whose upstream closed
+// leaves a tombstone, so a late resume is told 204 rather than given a
+// fresh session.
+type store interface {
+	// Create adds session id, whose upstream leg o holds in this process,
+	// and returns the log its upstream reader appends to. errFull when the
+	// table is full of sessions with streams attached; errClosed after
+	// Close.
+	Create(id string, o owner) (sessionLog, error)
+	// Attach attaches a new SSE stream from clientIP to session id and
+	// renews its TTL. The stream attached before, if any, is ended (its
+	// next Read says errTakenOver). errNoSession for an id the store does
+	// not know, errSessionClosed for one whose upstream closed it.
+	Attach(id, clientIP string) (subscription, error)
+	// Send hands one back-channel message to session id's owner and
+	// returns once it was written to the upstream (acknowledged =
+	// written). Messages are written one at a time, in the order their
+	// Sends reach the owner. errNoSession, errWrongIP (m.From is set and
+	// is not the attached stream's IP), errBusy (too many messages
+	// waiting), or the owner's write error.
+	Send(ctx context.Context, id string, m Message) error
+	// Close removes every session, telling each owner to expire; later
+	// Creates fail with errClosed.
+	Close()
+}
+
+// sessionLog is the writing side of a session's state, used by the one
+// goroutine that reads its upstream leg.
+type sessionLog interface {
+	// Append adds an upstream message as the session's next event, wakes
+	// the attached stream and returns the event's seq. It never waits for
+	// a stream.
+	Append(binary bool, data []byte) uint64
+	// Finish records that the upstream ended the session with c. The log
+	// stays readable, so that the attached stream, or a resuming one,
+	// still gets the events and then the close event.
+	Finish(c CloseInfo)
+}
+
+// owner is the process-local holder of a session's upstream leg, as the
+// store sees it.
+type owner interface {
+	// Deliver writes one back-channel message to the upstream.
+	Deliver(ctx context.Context, m Message) error
+	// Expire tells the owner the session left the table. It must only
+	// signal: it may run under the store's locks.
+	Expire()
+}
+
+// subscription is one SSE stream's attachment to a session. It is used
+// by that stream's goroutine only.
+type subscription interface {
+	// Read appends to dst at most limit events with a seq above after,
+	// oldest first, with the session's state.
+	Read(dst []Event, after uint64, limit int) Batch
+	// Wake receives (capacity 1, never closed) when there may be something
+	// new to Read: events, the upstream's close, a takeover, expiry.
+	Wake() <-chan struct{}
+	// Renew restarts the session's TTL; an attached stream calls it more
+	// often than the TTL.
+	Renew()
+	// Detach ends the attachment and restarts the TTL, which now runs
+	// until a stream attaches again. delivered says the close event was
+	// written: the session is then removed at once (its tombstone stays).
+	Detach(delivered bool)
+}
+
+// Batch is what a subscription's Read returns.
+type Batch struct {
+	// Events are the events read.
+	Events []Event
+	// Lost counts events above after that the log no longer holds.
+	Lost uint64
+	// Head is the seq of the session's newest event.
+	Head uint64
+	// Closed is set once the upstream ended the session: no event will
+	// follow Head.
+	Closed *CloseInfo
+	// End is set when this subscription is over (errTakenOver,
+	// errExpired); nothing else is then set.
+	End error
+	// MsgsUp and BytesUp count the back-channel messages the session has
+	// delivered so far.
+	MsgsUp, BytesUp int64
+}
+
+// Message is one back-channel message.
+type Message struct {
+	// Binary selects a binary WebSocket message; false means text.
+	Binary bool
+	Data   []byte
+	// From is the sender's client IP when Options.BindIP is set, else
+	// empty.
+	From string
+}
+
+// CloseInfo says how the upstream ended a session.
+type CloseInfo struct {
+	// Code and Reason are sent in the close event.
+	Code   int
+	Reason string
+	// Leg is how the upstream leg ended, for the log line.
+	Leg wsconn.LegEnd
+}
+
+// Errors of the store.
+var (
+	errNoSession     = errors.New("no such session")
+	errSessionClosed = errors.New("session closed by the upstream")
+	errFull          = errors.New("too many sessions with streams attached")
+	errClosed        = errors.New("bridge closed")
+	errWrongIP       = errors.New("back-channel message from an IP other than the stream's")
+	errBusy          = errors.New("too many back-channel messages waiting")
+	errTakenOver     = errors.New("another stream took over the session")
+	errExpired       = errors.New("session expired")
+)
