@@ -88,14 +88,14 @@ type memSession struct {
 	key   tableKey
 	owner owner
 
-	pending          atomic.Int32 // Sends waiting for the owner
-	msgsUp, bytesUp  atomic.Int64
-	mu               sync.Mutex // guards the fields below
-	log              *ReplayBuffer
-	closed           *CloseInfo
-	sub              *memSub // the attached stream
-	ip               string  // the attached (or last attached) stream's client IP
-	gone             bool    // left the table
+	pending         atomic.Int32 // Sends waiting for the owner
+	msgsUp, bytesUp atomic.Int64
+	mu              sync.Mutex // guards the fields below
+	log             *ReplayBuffer
+	closed          *CloseInfo
+	sub             *memSub // the attached stream
+	ip              string  // the attached (or last attached) stream's client IP
+	gone            bool    // left the table
 }
 
 // memSub is a memSession's subscription.

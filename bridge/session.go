@@ -1,0 +1,150 @@
+package bridge
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/streamgate/streamgate/bridge/wsconn"
+)
+
+// session is the live side of a bridge session in this process: the
+// upstream WebSocket leg and the one goroutine that reads it
+// (copyFromUpstream), appending every message to the session's log. The
+// store holds the rest of the session's state and calls back as its owner.
+//
+// Writes to the upstream are back-channel messages (Deliver, serialised by
+// the leg), pings (the leg's timer) and the close frame (WriteControl), so
+// the leg keeps gorilla's one-writer contract. The session ends when the
+// upstream closes or fails (the store is told with Finish, and the streams
+// get the close event) or when the store expires it (the upstream gets
+// 1001).
+type session struct {
+	b     *Bridge
+	id    string
+	leg   *wsconn.Leg
+	log   sessionLog
+	start time.Time
+
+	// ctx is cancelled by Expire; closeUpstream then runs (once) and
+	// closes closed.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	closed  chan struct{}
+	expired atomic.Bool
+}
+
+// newSession wraps the freshly dialled upstream connection c of session id.
+func (b *Bridge) newSession(id string, c *websocket.Conn) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{
+		b:      b,
+		id:     id,
+		leg:    wsconn.NewLeg(c, b.opts.Leg),
+		start:  time.Now(),
+		ctx:    ctx,
+		cancel: cancel,
+		closed: make(chan struct{}),
+	}
+}
+
+// Deliver implements owner: it writes one back-channel message to the
+// upstream within the leg's write timeout.
+func (s *session) Deliver(_ context.Context, m Message) error {
+	mt := websocket.TextMessage
+	if m.Binary {
+		mt = websocket.BinaryMessage
+	}
+	return s.leg.WriteMessage(mt, m.Data)
+}
+
+// Expire implements owner. It runs under the store's locks, so it only
+// cancels the session's context; closeUpstream does the I/O.
+func (s *session) Expire() {
+	s.expired.Store(true)
+	s.cancel()
+}
+
+// closeUpstream starts the upstream's closing handshake once the session
+// expired: 1001, as a browser leaving a page would send.
+func (s *session) closeUpstream() {
+	defer close(s.closed)
+	reason := "sse session expired"
+	if s.b.isClosing() {
+		reason = "going away"
+	}
+	s.leg.Close(websocket.CloseGoingAway, reason)
+}
+
+// copyFromUpstream reads the upstream until it ends, appending each
+// message to the session's log; it never waits for a stream. Its caller
+// registered it with the Bridge's WaitGroup.
+func (s *session) copyFromUpstream() {
+	defer s.b.wg.Done()
+	m := s.b.opts.Metrics
+	m.sessionStarted()
+	stop := context.AfterFunc(s.ctx, s.closeUpstream)
+	var err error
+	for {
+		var mt int
+		var p []byte
+		if mt, p, err = s.leg.ReadMessage(); err != nil {
+			break
+		}
+		s.log.Append(mt == websocket.BinaryMessage, p)
+	}
+	if !stop() {
+		<-s.closed // expired: closeUpstream ran or is running; let it finish
+	}
+	s.leg.Stop()
+	end := s.leg.End(err, wsconn.ClosedByUpstream)
+	if !s.expired.Load() {
+		s.log.Finish(closeInfo(end))
+	}
+	s.cancel()
+	m.sessionEnded()
+	if e := s.b.log.Debug(); e.Enabled() {
+		e.Str("session", logID(s.id)).
+			Float64("duration", time.Since(s.start).Seconds()).
+			Str("closed_by", string(end.ClosedBy)).
+			Int("upstream_code", end.Code).
+			Bool("expired", s.expired.Load()).
+			AnErr("error", end.Err).
+			Msg("sse session ended")
+	}
+}
+
+// closeInfo is what the close event tells the page about the upstream's
+// end: its close code and reason, or, when it ended without a clean close,
+// 1011 "upstream connection lost", as a proxied WebSocket client is told.
+func closeInfo(end wsconn.LegEnd) CloseInfo {
+	c := CloseInfo{Code: end.Code, Reason: end.Reason, Leg: end}
+	if end.Err != nil {
+		c.Code, c.Reason = websocket.CloseInternalServerErr, "upstream connection lost"
+	}
+	return c
+}
+
+// logID is the part of a session id that logs show: enough to correlate
+// the lines of a session, too little to use it (the id is the key to its
+// back-channel).
+func logID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// once is a sync.Once-guarded close of a channel, for end signals that
+// several parties may give.
+type once struct {
+	o sync.Once
+	c chan struct{}
+}
+
+func newOnce() *once { return &once{c: make(chan struct{})} }
+
+func (o *once) close() { o.o.Do(func() { close(o.c) }) }
