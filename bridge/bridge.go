@@ -23,9 +23,6 @@ const (
 	DefaultReplay       = 1000
 	DefaultMaxSessions  = 10000
 	DefaultWriteTimeout = 10 * time.Second
-	// DefaultQueueLen caps the default stream queue; the default is
-	// min(DefaultQueueLen, Replay/2).
-	DefaultQueueLen = 256
 )
 
 // Options configure a Bridge: one per route with sse: true. Zero values
@@ -53,7 +50,8 @@ type Options struct {
 	MaxSessions int
 	// QueueLen is how many live events a stream may fall behind its
 	// session before it is dropped as too slow (its client resumes from
-	// the replay log). Zero means min(256, Replay/2), at least 1.
+	// the replay log, which is why it should be well below Replay). Zero
+	// means Replay/2, at least 1.
 	QueueLen int
 	// WriteTimeout bounds each write (an event, or the events waiting) to
 	// an SSE client. Zero means 10s.
@@ -129,7 +127,7 @@ func New(opts Options) (*Bridge, error) {
 	setDefault(&opts.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&opts.Replay, DefaultReplay)
 	setDefault(&opts.MaxSessions, DefaultMaxSessions)
-	setDefault(&opts.QueueLen, max(1, min(DefaultQueueLen, opts.Replay/2)))
+	setDefault(&opts.QueueLen, max(1, opts.Replay/2))
 	setDefault(&opts.Leg.MaxMessageSize, 1<<20)
 	if opts.Padding == 1 {
 		opts.Padding = 2

@@ -2,6 +2,11 @@ package bridge
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,3 +153,90 @@ type once struct {
 func newOnce() *once { return &once{c: make(chan struct{})} }
 
 func (o *once) close() { o.o.Do(func() { close(o.c) }) }
+
+// bridgeParams are the query parameters of the bridge's own, removed
+// before the request is mapped to the upstream URL.
+var bridgeParams = []string{"sg_protocols", "sg_session", "lastEventId"}
+
+// startSession dials the upstream for r, registers a new session and
+// attaches the stream to it. On failure it returns the status to answer
+// with: the upstream's own for a refused handshake (502 if that was not
+// an error status), 504 for a dial timeout, 502 otherwise, 503 when the
+// table is full.
+func (b *Bridge) startSession(r *http.Request, clientIP string) (sid, protocol string, sub subscription, status int, err error) {
+	u, header := b.opts.Upstream(withoutParams(r, bridgeParams))
+	t0 := time.Now()
+	conn, _, err := wsconn.Dial(r.Context(), b.opts.Dialer, u, header, offeredProtocols(r))
+	if err != nil {
+		var he *wsconn.HandshakeError
+		switch {
+		case errors.As(err, &he) && he.StatusCode >= 400:
+			return "", "", nil, he.StatusCode, err
+		case wsconn.IsTimeout(err):
+			return "", "", nil, http.StatusGatewayTimeout, err
+		}
+		return "", "", nil, http.StatusBadGateway, err
+	}
+	b.opts.Metrics.dialed(time.Since(t0).Seconds())
+	sid = newSessionID()
+	s := b.newSession(sid, conn)
+	if s.log, err = b.store.Create(sid, s); err != nil {
+		s.leg.Close(websocket.CloseTryAgainLater, "too many sessions")
+		s.leg.Stop()
+		return "", "", nil, http.StatusServiceUnavailable, err
+	}
+	b.wg.Add(1) // the calling stream holds the WaitGroup above zero
+	go s.copyFromUpstream()
+	if sub, err = b.store.Attach(sid, clientIP); err != nil {
+		return "", "", nil, http.StatusServiceUnavailable, err // evicted at once: the bridge is closing
+	}
+	return sid, conn.Subprotocol(), sub, 0, nil
+}
+
+// offeredProtocols is the client's subprotocol offer: its
+// Sec-WebSocket-Protocol header, else the comma-separated ?sg_protocols=.
+func offeredProtocols(r *http.Request) []string {
+	var out []string
+	add := func(v string) {
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		add(v)
+	}
+	if len(out) == 0 {
+		for _, v := range r.URL.Query()["sg_protocols"] {
+			add(v)
+		}
+	}
+	return out
+}
+
+// withoutParams returns r, or a shallow copy of it whose URL lacks the
+// query parameters names; the other parameters keep their order and
+// encoding.
+func withoutParams(r *http.Request, names []string) *http.Request {
+	q := r.URL.RawQuery
+	if q == "" {
+		return r
+	}
+	var kept []string
+	dropped := false
+	for part := range strings.SplitSeq(q, "&") {
+		k, _, _ := strings.Cut(part, "=")
+		if k, err := url.QueryUnescape(k); err == nil && slices.Contains(names, k) {
+			dropped = true
+			continue
+		}
+		kept = append(kept, part)
+	}
+	if !dropped {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.RawQuery = strings.Join(kept, "&")
+	return r2
+}

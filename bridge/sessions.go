@@ -285,7 +285,7 @@ func (sub *memSub) Renew() {
 	}
 }
 
-func (sub *memSub) Detach(delivered bool) {
+func (sub *memSub) Detach() {
 	s := sub.s
 	s.mu.Lock()
 	current := s.sub == sub
@@ -294,10 +294,7 @@ func (sub *memSub) Detach(delivered bool) {
 	}
 	gone := s.gone
 	s.mu.Unlock()
-	switch {
-	case delivered:
-		s.m.table.Remove(s.key)
-	case current && !gone:
+	if current && !gone {
 		s.m.renew(s)
 	}
 }

@@ -25,8 +25,9 @@ import (
 //   - subscription: what one attached SSE stream reads.
 //
 // A session lives in the table from Create until it expires (SessionTTL
-// with no stream attached, or evicted to make room), the store closes, or
-// a stream has delivered its close event. A session whose upstream closed
+// with no stream attached, or evicted to make room) or the store closes,
+// even after its upstream closed, so that a client that missed events
+// still gets them and the close event. A session whose upstream closed
 // leaves a tombstone, so a late resume is told 204 rather than given a
 // fresh session.
 type store interface {
@@ -88,9 +89,8 @@ type subscription interface {
 	// often than the TTL.
 	Renew()
 	// Detach ends the attachment and restarts the TTL, which now runs
-	// until a stream attaches again. delivered says the close event was
-	// written: the session is then removed at once (its tombstone stays).
-	Detach(delivered bool)
+	// until a stream attaches again.
+	Detach()
 }
 
 // Batch is what a subscription's Read returns.

@@ -97,7 +97,7 @@ func testConfig(upstream string) *config.Config {
 }
 
 // startProxy runs a server for cfg until the test ends.
-func startProxy(t *testing.T, cfg *config.Config, logger zerolog.Logger) *proxy.Server {
+func startProxy(t testing.TB, cfg *config.Config, logger zerolog.Logger) *proxy.Server {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config invalid: %v", err)
@@ -123,7 +123,7 @@ func wsURL(srv *proxy.Server, path string) string { return "ws://" + srv.Addr().
 func httpURL(srv *proxy.Server, path string) string { return "http://" + srv.Addr().String() + path }
 
 // wsBackend is a test upstream: handle runs for each accepted WebSocket.
-func wsBackend(t *testing.T, upgrader *websocket.Upgrader, handle func(c *websocket.Conn, r *http.Request)) *httptest.Server {
+func wsBackend(t testing.TB, upgrader *websocket.Upgrader, handle func(c *websocket.Conn, r *http.Request)) *httptest.Server {
 	t.Helper()
 	if upgrader == nil {
 		upgrader = &websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}

@@ -173,11 +173,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, log, "limit", http.StatusServiceUnavailable, "connection limit reached", refused)
 		return
 	}
-	defer release()
 	if websocket.IsWebSocketUpgrade(r) {
-		s.serveWebSocket(w, r, t, rt, clientIP)
+		// A proxied WebSocket outlives this handler (see relay), and
+		// owns release from the upgrade on.
+		if !s.serveWebSocket(w, r, t, rt, clientIP, release) {
+			release()
+		}
 		return
 	}
+	defer release()
 	rt.http.ServeHTTP(w, r)
 }
 

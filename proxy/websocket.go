@@ -18,26 +18,27 @@ import (
 // serveWebSocket proxies one WebSocket: it checks the origin and the
 // handshake, dials the upstream first (so that a refusal reaches the client
 // as the upstream's own HTTP status, never as "open, then 1006"), upgrades
-// the client with the subprotocol the upstream chose, then relays until
-// either side ends, and logs one line.
-func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *routeTable, rt *route, clientIP string) {
+// the client with the subprotocol the upstream chose, then hands both legs
+// to a relay goroutine. It reports whether it did; if so, that goroutine
+// calls release when the connection ends.
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *routeTable, rt *route, clientIP string, release func()) bool {
 	log := s.logger.With().Str("kind", "ws").Str("route", rt.path).Str("client_ip", clientIP).Str("path", r.URL.Path).Logger()
 	if !rt.origins.allow(r, t.trusted) {
 		s.reject(w, log, "origin", http.StatusForbidden, "origin not allowed", r.Header.Get("Origin"))
-		return
+		return false
 	}
 	if status, why := checkHandshake(r); status != 0 {
 		if status == http.StatusUpgradeRequired {
 			w.Header().Set("Sec-WebSocket-Version", "13")
 		}
 		s.reject(w, log, "handshake", status, why, "")
-		return
+		return false
 	}
 
 	offered := websocket.Subprotocols(r)
 	up, upHeader, ok := s.dialUpstream(w, r, t, rt, offered, log)
 	if !ok {
-		return
+		return false
 	}
 	chosen := up.Subprotocol()
 	if len(offered) > 0 && chosen == "" {
@@ -63,20 +64,29 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *route
 		_ = up.WriteControl(websocket.CloseMessage, wsconn.CloseMessage(websocket.CloseGoingAway, "client handshake failed"), time.Now().Add(time.Second))
 		_ = up.Close()
 		log.Warn().Err(err).Msg("client upgrade failed")
-		return
+		return false
 	}
-	s.relay(c, up, rt, wsconn.ConnInfo{ID: newConnID(), Kind: "ws", Route: rt.path, ClientIP: clientIP})
-}
-
-// relay runs one proxied WebSocket to its end, registered for drain.
-func (s *Server) relay(c, up *websocket.Conn, rt *route, info wsconn.ConnInfo) {
+	info := wsconn.ConnInfo{ID: newConnID(), Kind: "ws", Route: rt.path, ClientIP: clientIP}
+	// The relay runs in a goroutine of its own so that this handler
+	// returns and net/http frees the request, its response buffers and
+	// the handler's grown stack: an idle proxied WebSocket then holds only
+	// the two legs and two small goroutines.
 	rel := wsconn.NewRelay(c, up, rt.ws)
 	untrack := s.conns.track("ws", rel.Shutdown)
+	go func() {
+		defer release()
+		defer untrack()
+		s.relay(rel, info)
+	}()
+	return true
+}
+
+// relay runs one proxied WebSocket to its end and logs it.
+func (s *Server) relay(rel *wsconn.Relay, info wsconn.ConnInfo) {
 	active := s.metrics.active.WithLabelValues("ws")
 	active.Inc()
 	res := rel.Run(context.Background())
 	active.Dec()
-	untrack()
 	s.metrics.closed.WithLabelValues("ws", string(res.ClosedBy)).Inc()
 	wsconn.LogEnd(s.logger, info, res, nil)
 }

@@ -34,6 +34,13 @@ type DialOptions struct {
 	BufferPool websocket.BufferPool
 }
 
+// readBufferSize is each leg's read buffer, held for the connection's whole
+// life. A message up to about 2 KiB arrives in one read; larger payloads
+// bypass the buffer and are read straight into the write buffer of the
+// other leg, so a bigger buffer would cost every idle connection memory
+// without saving reads.
+const readBufferSize = 2048
+
 // NewBufferPool returns a write buffer pool to share between a Dialer and an
 // Upgrader.
 func NewBufferPool() websocket.BufferPool { return &writeBufferPool{} }
@@ -54,21 +61,24 @@ func NewDialer(opts DialOptions) *websocket.Dialer {
 		NetDialContext:   nd.DialContext,
 		HandshakeTimeout: timeout,
 		TLSClientConfig:  opts.TLSConfig,
-		ReadBufferSize:   4096,
+		ReadBufferSize:   readBufferSize,
 		WriteBufferPool:  pool,
 	}
 }
 
 // NewUpgrader returns a gorilla Upgrader for client legs. Origins are not
 // checked here: the caller decides before upgrading, so that a refusal is a
-// 403 with a log line. The hijacked connection's read buffer is reused, and
-// write buffers come from pool (nil: a pool of its own).
+// 403 with a log line. Write buffers come from pool (nil: a pool of its
+// own). The read buffer is a fresh one rather than the hijacked net/http
+// reader: that reader keeps net/http's whole connection state alive,
+// including a 4 KiB write buffer, for as long as the WebSocket lives.
 func NewUpgrader(compression bool, pool websocket.BufferPool) *websocket.Upgrader {
 	if pool == nil {
 		pool = NewBufferPool()
 	}
 	return &websocket.Upgrader{
 		HandshakeTimeout:  10 * time.Second,
+		ReadBufferSize:    readBufferSize,
 		WriteBufferPool:   pool,
 		EnableCompression: compression,
 		CheckOrigin:       func(*http.Request) bool { return true },

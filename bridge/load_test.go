@@ -1,0 +1,206 @@
+package bridge
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+)
+
+// TestSlowConsumer has one client stop reading while another reads
+// everything: the slow stream is dropped (its write deadline passes or it
+// falls too far behind), the fast one gets every message, the upstream of
+// neither waits, and the slow client, resuming, misses nothing.
+func TestSlowConsumer(t *testing.T) {
+	m := NewMetrics(nil)
+	ended := make(chan struct{}, 2)
+	h := newHarness(t, Options{
+		WriteTimeout: 500 * time.Millisecond,
+		Replay:       1000,
+		QueueLen:     500,
+		Metrics:      m,
+		Track:        func(func()) func() { return func() { ended <- struct{}{} } },
+	})
+	slowResp, cancel := h.get("/ws", nil) // never read until the end
+	defer cancel()
+	defer slowResp.Body.Close()
+	upSlow := h.up.next(t)
+	fast := h.stream("/ws", nil)
+	fast.session()
+	upFast := h.up.next(t)
+
+	const n, size = 400, 64 << 10 // 25 MiB: more than loopback socket buffers hold
+	payload := func(i int) string { return fmt.Sprintf("%06d", i) + strings.Repeat("x", size-6) }
+	for i := 1; i <= n; i++ {
+		upSlow.send(t, false, payload(i))
+		upFast.send(t, false, payload(i))
+	}
+	for i := 1; i <= n; i++ {
+		if ev := fast.nextEvent(); ev.data != payload(i) {
+			t.Fatalf("fast client: event %d has %.10q", i, ev.data)
+		}
+	}
+	select {
+	case <-ended: // the slow stream; the fast one is still attached
+	case <-time.After(wait):
+		t.Fatal("the slow stream was not dropped")
+	}
+	if got := value(m.SlowStreams); got != 1 {
+		t.Errorf("slow streams %v, want 1", got)
+	}
+
+	// The slow client reads what it got, then resumes.
+	s := &sseStream{t: t, resp: slowResp, events: make(chan sseEvent, n+10), done: make(chan struct{}), cancel: cancel}
+	go s.read()
+	rest := s.waitEnd()
+	var sid string
+	got := 0
+	for _, ev := range rest {
+		if ev.event == "session" {
+			sid = s.sessionOf(ev)
+		}
+		if ev.hasData && ev.event == "" {
+			got++
+			if ev.data != payload(got) {
+				t.Fatalf("slow client: event %d has %.10q", got, ev.data)
+			}
+		}
+	}
+	if got == n {
+		t.Fatalf("the slow client got all %d events before it was dropped", n)
+	}
+	s2 := h.stream("/ws", http.Header{"Last-Event-ID": {fmt.Sprintf("%s.%d", sid, got)}})
+	s2.session()
+	for got < n {
+		got++
+		if ev := s2.nextEvent(); ev.data != payload(got) {
+			t.Fatalf("resumed slow client: event %d has %q", got, ev.data[:10])
+		}
+	}
+}
+
+// rawStream is a stream read without goroutines, for load tests.
+type rawStream struct {
+	c    net.Conn
+	br   *bufio.Reader
+	body io.ReadCloser
+	sr   *bufio.Reader
+}
+
+func openRaw(t testing.TB, addr, path string) *rawStream {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(wait))
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	if err := req.Write(c); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReaderSize(c, 512)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d", path, resp.StatusCode)
+	}
+	return &rawStream{c: c, br: br, body: resp.Body, sr: bufio.NewReaderSize(resp.Body, 512)}
+}
+
+// expect reads lines until one equals line.
+func (r *rawStream) expect(t testing.TB, line string) {
+	t.Helper()
+	for {
+		l, err := r.sr.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading for %q: %v", line, err)
+		}
+		if strings.TrimSuffix(l, "\n") == line {
+			return
+		}
+	}
+}
+
+// TestManySessions opens thousands of sessions (fewer under -race), gets a
+// message through each, ends them all and checks that no goroutine is
+// left behind and the gauges return to zero.
+func TestManySessions(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreAnyFunction(lruCleaner)) })
+	n := 3000
+	if raceEnabled {
+		n = 1200
+	}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	h := newHarness(t, Options{Metrics: m, MaxSessions: n})
+	addr := h.srv.Listener.Addr().String()
+	streams := make([]*rawStream, n)
+	for i := range n {
+		streams[i] = openRaw(t, addr, fmt.Sprintf("/ws/%d", i))
+		streams[i].expect(t, "event: session")
+	}
+	ups := make(map[string]*upConn, n)
+	for range n {
+		u := h.up.next(t)
+		ups[u.r.URL.Path] = u
+	}
+	if got := value(m.Sessions); got != float64(n) {
+		t.Errorf("sessions gauge %v, want %d", got, n)
+	}
+	for i := range n {
+		ups[fmt.Sprintf("/ws/%d", i)].send(t, false, fmt.Sprintf("hello %d", i))
+	}
+	for i, s := range streams {
+		s.expect(t, fmt.Sprintf("data: hello %d", i))
+	}
+	if got := value(m.Streams); got != float64(n) {
+		t.Errorf("streams gauge %v, want %d", got, n)
+	}
+	// Half the clients leave (their sessions wait for a resume), then the
+	// bridge closes with the other half attached.
+	for _, s := range streams[:n/2] {
+		s.c.Close()
+	}
+	h.b.Close()
+	for _, s := range streams[n/2:] {
+		if _, err := io.Copy(io.Discard, s.sr); err != nil {
+			t.Errorf("attached stream did not end cleanly: %v", err)
+		}
+		s.c.Close()
+	}
+	for _, u := range ups {
+		if code, _ := u.waitClosed(t); code != websocket.CloseGoingAway {
+			t.Errorf("upstream closed with %d, want 1001", code)
+		}
+	}
+	if got := value(m.Sessions); got != 0 {
+		t.Errorf("sessions gauge %v after Close, want 0", got)
+	}
+	if got := value(m.Streams); got != 0 {
+		t.Errorf("streams gauge %v after Close, want 0", got)
+	}
+}
+
+// value reads a gauge or counter.
+func value(c prometheus.Metric) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	if m.Gauge != nil {
+		return m.Gauge.GetValue()
+	}
+	return m.Counter.GetValue()
+}

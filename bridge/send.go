@@ -1,0 +1,89 @@
+package bridge
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/streamgate/streamgate/bridge/wsconn"
+)
+
+// serveSend serves the back-channel, POST <path>?sg_session=<id>: the body
+// is one message to the session's upstream (text for a text/* Content-Type,
+// binary otherwise). 202 once it was written to the upstream socket; 403
+// for a refused origin (or, with BindIP, another IP than the stream's);
+// 404 for an unknown or ended session; 413 for a body over the leg's
+// MaxMessageSize; 400 for text that is not UTF-8; 503 when too many
+// messages of the session are waiting; 502 when writing upstream failed.
+func (b *Bridge) serveSend(w http.ResponseWriter, r *http.Request) {
+	status := b.send(w, r)
+	b.opts.Metrics.post(status)
+	b.setCORS(w, r)
+	switch status {
+	case http.StatusAccepted:
+		w.WriteHeader(status)
+	case http.StatusRequestEntityTooLarge:
+		// The body was not read to its end: do not reuse the connection.
+		w.Header().Set("Connection", "close")
+		http.Error(w, http.StatusText(status), status)
+	default:
+		http.Error(w, http.StatusText(status), status)
+	}
+}
+
+// send delivers the POSTed message and returns the status to answer with.
+func (b *Bridge) send(w http.ResponseWriter, r *http.Request) int {
+	if !b.opts.CheckOrigin(r) {
+		return http.StatusForbidden
+	}
+	sid := r.URL.Query().Get("sg_session")
+	if !validSessionID(sid) {
+		return http.StatusNotFound
+	}
+	limit := b.opts.Leg.MaxMessageSize
+	if r.ContentLength > limit {
+		return http.StatusRequestEntityTooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge
+	case err != nil:
+		return http.StatusBadRequest
+	}
+	m := Message{Binary: !isText(r.Header.Get("Content-Type")), Data: body}
+	if !m.Binary && !utf8.Valid(body) {
+		return http.StatusBadRequest
+	}
+	if b.opts.BindIP {
+		m.From = b.opts.ClientIP(r)
+	}
+	err = b.store.Send(r.Context(), sid, m)
+	switch {
+	case err == nil:
+		return http.StatusAccepted
+	case errors.Is(err, errNoSession), errors.Is(err, wsconn.ErrLegClosing):
+		return http.StatusNotFound
+	case errors.Is(err, errWrongIP):
+		return http.StatusForbidden
+	case errors.Is(err, errBusy):
+		return http.StatusServiceUnavailable
+	}
+	if e := b.log.Debug(); e.Enabled() {
+		e.Str("session", logID(sid)).Err(err).Msg("back-channel write failed")
+	}
+	return http.StatusBadGateway
+}
+
+// isText reports whether a Content-Type is text/*.
+func isText(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt, _, _ = strings.Cut(contentType, ";")
+	}
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(mt)), "text/")
+}

@@ -1,0 +1,160 @@
+package bridge
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/streamgate/streamgate/bridge/wsconn"
+)
+
+func TestSendStatuses(t *testing.T) {
+	h := newHarness(t, Options{
+		Leg:      wsconn.Options{MaxMessageSize: 16},
+		BindIP:   true,
+		ClientIP: func(r *http.Request) string { return r.Header.Get("X-Test-IP") },
+		CheckOrigin: func(r *http.Request) bool {
+			o := r.Header.Get("Origin")
+			return o == "" || o == "https://app.example"
+		},
+		CORSOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "https://app.example" },
+	})
+	ip := http.Header{"X-Test-IP": {"10.0.0.1"}}
+	s := h.stream("/ws", ip)
+	sid := s.session()
+	up := h.up.next(t)
+	send := "/ws?sg_session=" + sid
+
+	tests := []struct {
+		name        string
+		path        string
+		contentType string
+		body        string
+		hdr         http.Header
+		status      int
+		want        *upMsg
+	}{
+		{"text", send, "text/plain; charset=utf-8", "hello", ip, 202, &upMsg{false, "hello"}},
+		{"json is binary", send, "application/json", `{"a":1}`, ip, 202, &upMsg{true, `{"a":1}`}},
+		{"no content type is binary", send, "", "\x00\x01", ip, 202, &upMsg{true, "\x00\x01"}},
+		{"exactly the limit", send, "text/plain", strings.Repeat("x", 16), ip, 202, &upMsg{false, strings.Repeat("x", 16)}},
+		{"allowed cross origin", send, "text/plain", "cors", http.Header{"X-Test-IP": {"10.0.0.1"}, "Origin": {"https://app.example"}}, 202, &upMsg{false, "cors"}},
+		{"too large", send, "text/plain", strings.Repeat("x", 17), ip, 413, nil},
+		{"unknown session", "/ws?sg_session=" + newSessionID(), "text/plain", "x", ip, 404, nil},
+		{"malformed session", "/ws?sg_session=nope", "text/plain", "x", ip, 404, nil},
+		{"no session", "/ws", "text/plain", "x", ip, 404, nil},
+		{"foreign origin", send, "text/plain", "x", http.Header{"X-Test-IP": {"10.0.0.1"}, "Origin": {"https://evil.example"}}, 403, nil},
+		{"other IP", send, "text/plain", "x", http.Header{"X-Test-IP": {"10.0.0.2"}}, 403, nil},
+		{"text not UTF-8", send, "text/plain", "\xff", ip, 400, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := h.post(tt.path, tt.contentType, tt.body, tt.hdr); got != tt.status {
+				t.Fatalf("status %d, want %d", got, tt.status)
+			}
+			if tt.want != nil {
+				// Acknowledged means written: the upstream has it or is
+				// about to read it.
+				if m := up.next(t); m != *tt.want {
+					t.Errorf("upstream got %+v, want %+v", m, *tt.want)
+				}
+			}
+		})
+	}
+	select {
+	case m := <-up.recv:
+		t.Errorf("upstream got %+v from a refused POST", m)
+	default:
+	}
+}
+
+func TestPreflight(t *testing.T) {
+	h := newHarness(t, Options{
+		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") != "https://evil.example" },
+		CORSOrigin:  func(r *http.Request) bool { return r.Header.Get("Origin") == "https://app.example" },
+	})
+	do := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, h.srv.URL+"/ws?sg_session="+newSessionID(), nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type")
+		resp, err := h.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := do("https://app.example")
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("preflight status %d, want 204", resp.StatusCode)
+	}
+	for k, want := range map[string]string{
+		"Access-Control-Allow-Origin":      "https://app.example",
+		"Access-Control-Allow-Credentials": "true",
+		"Access-Control-Allow-Methods":     "GET, POST, OPTIONS",
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+	if !strings.Contains(strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "content-type") {
+		t.Errorf("Access-Control-Allow-Headers %q lacks Content-Type", resp.Header.Get("Access-Control-Allow-Headers"))
+	}
+	if resp := do("https://other.example"); resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("an origin not allowed cross-origin got CORS headers")
+	}
+	if resp := do("https://evil.example"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("refused origin: status %d, want 403", resp.StatusCode)
+	}
+}
+
+// TestSendOrder has several senders POST concurrently, each waiting for
+// its 202 before its next message, and checks the upstream gets every
+// message once and each sender's messages in order.
+func TestSendOrder(t *testing.T) {
+	h := newHarness(t, Options{})
+	s := h.stream("/ws", nil)
+	sid := s.session()
+	up := h.up.next(t)
+	const senders, each = 8, 40
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Go(func() {
+			for j := range each {
+				if got := h.post("/ws?sg_session="+sid, "text/plain", fmt.Sprintf("%d:%d", i, j), nil); got != http.StatusAccepted {
+					t.Errorf("sender %d message %d: status %d", i, j, got)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	next := make([]int, senders)
+	for range senders * each {
+		m := up.next(t)
+		var i, j int
+		if _, err := fmt.Sscanf(m.data, "%d:%d", &i, &j); err != nil {
+			t.Fatalf("upstream got %q", m.data)
+		}
+		if j != next[i] {
+			t.Fatalf("sender %d: got message %d, want %d", i, j, next[i])
+		}
+		next[i]++
+	}
+}
+
+// TestEcho round-trips a message: POST in, upstream echo, event out.
+func TestEcho(t *testing.T) {
+	h := newHarness(t, Options{})
+	s := h.stream("/echo", nil)
+	sid := s.session()
+	if got := h.post("/echo?sg_session="+sid, "text/plain", "ping\npong", nil); got != http.StatusAccepted {
+		t.Fatalf("status %d", got)
+	}
+	if ev := s.nextEvent(); ev.data != "ping\npong" || ev.id != sid+".1" {
+		t.Errorf("got %q %q", ev.id, ev.data)
+	}
+}

@@ -1,0 +1,432 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/streamgate/streamgate/bridge/wsconn"
+)
+
+// drainBatch is how many events a stream reads from the log at a time.
+const drainBatch = 64
+
+// stream is one SSE response attached to a session. Its handler goroutine
+// is the only one that touches the ResponseWriter.
+type stream struct {
+	b        *Bridge
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	r        *http.Request
+	sid      string
+	protocol string // the upstream's subprotocol, known for new sessions
+	sub      subscription
+	ip       string
+	start    time.Time
+
+	resumed     bool   // attached with Last-Event-ID to a live session
+	lostSession bool   // Last-Event-ID named a session the bridge no longer knows
+	cursor      uint64 // seq of the last event written (or named by Last-Event-ID)
+	read        bool   // the first Read is done
+	liveFrom    uint64 // the session's head at the first Read: later events are live
+
+	buf []byte
+	evs []Event
+
+	bytes, events, replayed, lost int64
+	msgsUp0, bytesUp0             int64 // the session's back-channel counts at the first Read
+	msgsUp, bytesUp               int64 // ... and at the last
+}
+
+// ending is how a stream ended.
+type ending struct {
+	by         wsconn.ClosedBy
+	err        error
+	clientCode int // the code sent in the close event
+	upstream   int // the upstream's close code, when it closed
+	slow       bool
+	takenOver  bool
+}
+
+var streamSeq atomic.Uint64
+
+// serveStream serves GET with Accept: text/event-stream: it resumes the
+// session named by Last-Event-ID or opens a new one, then streams until
+// the client leaves, the upstream closes, the stream is taken over, or the
+// proxy ends it.
+func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request) {
+	if !b.opts.CheckOrigin(r) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	if !acceptsEventStream(r) {
+		http.Error(w, "this URL serves text/event-stream", http.StatusNotAcceptable)
+		return
+	}
+	if !b.enter() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer b.wg.Done()
+	st := &stream{b: b, w: w, rc: http.NewResponseController(w), r: r, ip: b.opts.ClientIP(r), start: time.Now()}
+	if status, err := st.attach(); err != nil {
+		b.refuse(w, r, status, err)
+		return
+	}
+	st.run()
+}
+
+// attach resumes the session named by Last-Event-ID, or opens a new
+// session when there is none or the bridge no longer knows it. It returns
+// the status to answer with when it cannot: 204 for a session its
+// upstream closed (once the client has every event: until then it gets
+// them and the close event again, so that a close event written to a
+// connection that was already dead is not the end), or the dial's status.
+func (st *stream) attach() (int, error) {
+	b := st.b
+	if sid, seq, ok := lastEventID(st.r); ok {
+		sub, err := b.store.Attach(sid, st.ip)
+		switch {
+		case err == nil:
+			if batch := sub.Read(nil, seq, 0); batch.Closed != nil && seq >= batch.Head {
+				sub.Detach()
+				return http.StatusNoContent, errSessionClosed
+			}
+			st.sid, st.sub, st.cursor, st.resumed = sid, sub, seq, true
+			return 0, nil
+		case errors.Is(err, errSessionClosed):
+			return http.StatusNoContent, err
+		}
+		st.lostSession = true
+	}
+	sid, protocol, sub, status, err := b.startSession(st.r, st.ip)
+	if err != nil {
+		return status, err
+	}
+	st.sid, st.protocol, st.sub = sid, protocol, sub
+	return 0, nil
+}
+
+// refuse answers a stream request that gets no stream.
+func (b *Bridge) refuse(w http.ResponseWriter, r *http.Request, status int, err error) {
+	if e := b.log.Debug(); e.Enabled() {
+		e.Str("client_ip", b.opts.ClientIP(r)).Int("status", status).Err(err).Msg("sse stream refused")
+	}
+	var he *wsconn.HandshakeError
+	if errors.As(err, &he) {
+		for _, k := range []string{"WWW-Authenticate", "Retry-After"} {
+			if v := he.Header.Values(k); len(v) > 0 {
+				w.Header()[k] = v
+			}
+		}
+	}
+	b.setCORS(w, r)
+	if status == http.StatusNoContent {
+		w.WriteHeader(status) // EventSource stops for good
+		return
+	}
+	http.Error(w, err.Error(), status)
+}
+
+// run streams until the end, then detaches and logs the stream's line.
+func (st *stream) run() {
+	b := st.b
+	end := newOnce()
+	untrack := func() {}
+	if b.opts.Track != nil {
+		untrack = b.opts.Track(end.close)
+	}
+	b.opts.Metrics.streamStarted()
+	e := st.loop(end.c)
+	st.sub.Detach()
+	untrack()
+	b.opts.Metrics.streamEnded(e.by, e.slow)
+	st.logEnd(e)
+}
+
+// loop is the stream's one select: client gone, proxy shutdown, session
+// news, heartbeat, TTL renewal.
+func (st *stream) loop(end <-chan struct{}) ending {
+	b := st.b
+	if err := st.writePreamble(); err != nil {
+		return st.writeFailed(err)
+	}
+	heartbeat := time.NewTimer(b.opts.Heartbeat)
+	defer heartbeat.Stop()
+	renew := time.NewTicker(max(b.opts.SessionTTL/3, time.Millisecond))
+	defer renew.Stop()
+	for {
+		select {
+		case <-st.r.Context().Done():
+			return ending{by: wsconn.ClosedByClient}
+		case <-end:
+			return st.shutdown()
+		case <-b.done:
+			return st.shutdown()
+		case <-st.sub.Wake():
+			if e, over := st.drain(); over {
+				return e
+			}
+		case <-heartbeat.C:
+			if err := st.write(append(st.buf[:0], ": ping\n\n"...)); err != nil {
+				return st.writeFailed(err)
+			}
+		case <-renew.C:
+			st.sub.Renew()
+			continue
+		}
+		heartbeat.Reset(b.opts.Heartbeat)
+	}
+}
+
+// writePreamble sends the headers, the padding comment, retry:, the
+// session event, the gap event of a lost session and, for a new session,
+// an id-only block "id: <session>.0" so that even a plain EventSource
+// that reconnects before the first message resumes this session (an id
+// field without data sets lastEventId and dispatches nothing).
+func (st *stream) writePreamble() error {
+	h := st.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	st.b.setCORS(st.w, st.r)
+	st.w.WriteHeader(http.StatusOK)
+
+	b := st.buf[:0]
+	if n := st.b.opts.Padding; n > 0 {
+		b = append(b, ':')
+		for range n - 2 {
+			b = append(b, ' ')
+		}
+		b = append(b, '\n')
+	}
+	b = appendRetry(b, st.b.opts.Retry)
+	b = appendNamed(b, "session", sessionJSON(st.sid, st.r.URL.EscapedPath(), st.protocol))
+	if st.lostSession {
+		b = appendNamed(b, "gap", gapJSON(-1))
+		st.lost = -1
+		st.b.opts.Metrics.gap(-1)
+	}
+	if !st.resumed {
+		b = append(b, "id: "...)
+		b = append(b, st.sid...)
+		b = append(b, ".0\n\n"...)
+	}
+	st.buf = b
+	return st.write(b)
+}
+
+func appendRetry(b []byte, d time.Duration) []byte {
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, d.Milliseconds(), 10)
+	return append(b, "\n\n"...)
+}
+
+// shutdown ends the stream for the proxy's shutdown with a retry: hint,
+// jittered over [Retry, 2*Retry) so that reconnects do not all come at
+// once.
+func (st *stream) shutdown() ending {
+	d := st.b.opts.Retry
+	d += rand.N(d)
+	_ = st.write(appendRetry(st.buf[:0], d))
+	return ending{by: wsconn.ClosedByShutdown}
+}
+
+// drain writes what the session has for the stream: the events after the
+// cursor, a gap event on resume if some were evicted, and the close event
+// once the upstream has closed and every event is written. over is true
+// when the stream must end.
+func (st *stream) drain() (e ending, over bool) {
+	for {
+		batch := st.sub.Read(st.evs[:0], st.cursor, drainBatch)
+		st.msgsUp, st.bytesUp = batch.MsgsUp, batch.BytesUp
+		if batch.End != nil {
+			return st.detached(batch.End), true
+		}
+		if !st.read {
+			st.read = true
+			st.liveFrom = batch.Head
+			st.msgsUp0, st.bytesUp0 = batch.MsgsUp, batch.BytesUp
+			if st.cursor > batch.Head { // a Last-Event-ID from the future: replay nothing
+				st.cursor = batch.Head
+			}
+			if batch.Lost > 0 {
+				st.lost = int64(batch.Lost)
+				st.b.opts.Metrics.gap(st.lost)
+				st.buf = appendNamed(st.buf[:0], "gap", gapJSON(st.lost))
+				if err := st.write(st.buf); err != nil {
+					return st.writeFailed(err), true
+				}
+			}
+		} else if batch.Lost > 0 {
+			return st.tooSlow(fmt.Errorf("client too slow: %d events were dropped from the replay log before it read them", batch.Lost)), true
+		}
+		if behind := batch.Head - max(st.cursor, st.liveFrom); behind > uint64(st.b.queueLen) {
+			return st.tooSlow(fmt.Errorf("client too slow: %d events behind", behind)), true
+		}
+		if len(batch.Events) > 0 {
+			if err := st.writeEvents(batch.Events); err != nil {
+				return st.writeFailed(err), true
+			}
+		}
+		st.evs = batch.Events[:0]
+		if len(batch.Events) == drainBatch {
+			continue
+		}
+		if c := batch.Closed; c != nil && st.cursor >= batch.Head {
+			return st.closeEvent(c), true
+		}
+		return ending{}, false
+	}
+}
+
+// maxWrite is the size past which encoded events are written (and
+// flushed) rather than batched further: each write has its own deadline,
+// so a slow client is measured on a few events, not on a whole batch.
+const maxWrite = 32 << 10
+
+// writeEvents writes evs, advancing the cursor after each write.
+func (st *stream) writeEvents(evs []Event) error {
+	b := st.buf[:0]
+	replayed, from := 0, 0
+	for i, ev := range evs {
+		b = appendEvent(b, st.sid, ev)
+		if ev.Seq <= st.liveFrom {
+			replayed++
+		}
+		if len(b) < maxWrite && i < len(evs)-1 {
+			continue
+		}
+		err := st.write(b)
+		st.buf, b = b, b[:0]
+		if err != nil {
+			return err
+		}
+		n := i + 1 - from
+		st.cursor = ev.Seq
+		st.events += int64(n)
+		st.replayed += int64(replayed)
+		st.b.opts.Metrics.eventsWritten(n, replayed)
+		replayed, from = 0, i+1
+	}
+	return nil
+}
+
+// closeEvent writes the close event that ends a session the upstream
+// closed.
+func (st *stream) closeEvent(c *CloseInfo) ending {
+	e := ending{by: c.Leg.ClosedBy, err: c.Leg.Err, clientCode: c.Code, upstream: c.Leg.Code}
+	if err := st.write(appendNamed(st.buf[:0], "close", closeJSON(c.Code, c.Reason))); err != nil {
+		return st.writeFailed(err)
+	}
+	return e
+}
+
+// detached is the ending of a subscription the store ended.
+func (st *stream) detached(err error) ending {
+	switch {
+	case errors.Is(err, errTakenOver):
+		return ending{by: wsconn.ClosedByClient, takenOver: true}
+	case st.b.isClosing():
+		return st.shutdown()
+	}
+	return ending{by: wsconn.ClosedByError, err: err}
+}
+
+func (st *stream) tooSlow(err error) ending {
+	return ending{by: wsconn.ClosedByError, err: err, slow: true}
+}
+
+// writeFailed is the ending after a failed write: a client that went away,
+// or one too slow to take a write within WriteTimeout.
+func (st *stream) writeFailed(err error) ending {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, http.ErrHandlerTimeout) {
+		return st.tooSlow(fmt.Errorf("client too slow: a write took longer than %s", st.b.opts.WriteTimeout))
+	}
+	return ending{by: wsconn.ClosedByClient}
+}
+
+// write writes p within WriteTimeout and flushes it. The deadline is
+// cleared afterwards: on HTTP/2 a deadline that passes resets the stream
+// even when no write is waiting.
+func (st *stream) write(p []byte) error {
+	_ = st.rc.SetWriteDeadline(time.Now().Add(st.b.opts.WriteTimeout))
+	_, err := st.w.Write(p)
+	if err == nil {
+		err = st.rc.Flush()
+	}
+	_ = st.rc.SetWriteDeadline(time.Time{})
+	if err == nil {
+		st.bytes += int64(len(p))
+	}
+	return err
+}
+
+// logEnd writes the stream's end-of-connection line.
+func (st *stream) logEnd(e ending) {
+	res := wsconn.Result{
+		ClosedBy:     e.by,
+		ClientCode:   e.clientCode,
+		UpstreamCode: e.upstream,
+		Err:          e.err,
+		Duration:     time.Since(st.start),
+		BytesUp:      st.bytesUp - st.bytesUp0,
+		BytesDown:    st.bytes,
+		MsgsUp:       st.msgsUp - st.msgsUp0,
+		MsgsDown:     st.events,
+	}
+	id := logID(st.sid)
+	info := wsconn.ConnInfo{ID: id + "/" + strconv.FormatUint(streamSeq.Add(1), 10), Kind: "sse", Route: st.b.opts.Route, ClientIP: st.ip}
+	wsconn.LogEnd(st.b.log, info, res, func(ev *zerolog.Event) {
+		ev.Str("session", id).Bool("resumed", st.resumed).Int64("replayed", st.replayed)
+		switch {
+		case st.lost < 0:
+			ev.Str("lost", "unknown")
+		case st.lost > 0:
+			ev.Int64("lost", st.lost)
+		}
+		if e.takenOver {
+			ev.Bool("taken_over", true)
+		}
+	})
+}
+
+// acceptsEventStream reports whether the request accepts text/event-stream.
+func acceptsEventStream(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lastEventID parses the Last-Event-ID header, or else the lastEventId
+// query parameter (for a first connect), as "<session>.<seq>".
+func lastEventID(r *http.Request) (sid string, seq uint64, ok bool) {
+	v := r.Header.Get("Last-Event-ID")
+	if v == "" {
+		v = r.URL.Query().Get("lastEventId")
+	}
+	sid, s, found := strings.Cut(v, ".")
+	if !found || !validSessionID(sid) {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return sid, seq, true
+}
