@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,8 +37,9 @@ type Server struct {
 	draining atomic.Bool
 	ready    *readiness
 
-	public, admin     *http.Server
-	publicLn, adminLn net.Listener
+	public, secure, admin       *http.Server
+	publicLn, secureLn, adminLn net.Listener
+	tls                         *tlsFront // nil without a tls block
 }
 
 // New builds a server from a validated config and binds its listeners, so
@@ -62,24 +64,69 @@ func New(cfg *config.Config, logger zerolog.Logger) (*Server, error) {
 		logger.Warn().Msg("upstream_tls.insecure_skip_verify is on: upstream certificates are NOT verified; anyone on the path can impersonate the app")
 	}
 
-	s.public = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
-		IdleTimeout:       cfg.Timeouts.HTTPIdle.Std(),
-		ErrorLog:          newStdLogger(logger, "http server"),
-		// No WriteTimeout: it would cut every WebSocket and SSE stream.
-	}
-	if s.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	if cfg.Admin != "" {
-		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: newStdLogger(logger, "admin server")}
-		if s.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
-			s.publicLn.Close()
-			return nil, fmt.Errorf("listen admin %s: %w", cfg.Admin, err)
-		}
+	if err := s.listen(cfg); err != nil {
+		s.closeListeners()
+		return nil, err
 	}
 	return s, nil
+}
+
+// listen binds every listener and builds its server. The public and TLS
+// servers have no WriteTimeout: it would cut every WebSocket and SSE stream.
+func (s *Server) listen(cfg *config.Config) error {
+	var err error
+	if s.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	s.public = s.newHTTPServer(cfg, s, "http server")
+	if cfg.TLS != nil {
+		if s.secureLn, err = net.Listen("tcp", cfg.TLS.Listen); err != nil {
+			return fmt.Errorf("listen tls %s: %w", cfg.TLS.Listen, err)
+		}
+		tlsPort := s.secureLn.Addr().(*net.TCPAddr).Port
+		s.tls, err = newTLSFront(cfg.TLS, s.publicLn.Addr().(*net.TCPAddr).Port, tlsPort, s.logger)
+		if err != nil {
+			return err
+		}
+		s.public.Handler = s.tls.plainHandler(s, tlsPort)
+		s.secure = s.newHTTPServer(cfg, s.tls.secureHandler(s), "https server")
+		s.secure.TLSConfig = s.tls.tlsConfig()
+	}
+	if cfg.Admin != "" {
+		if s.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+			return fmt.Errorf("listen admin %s: %w", cfg.Admin, err)
+		}
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: newStdLogger(s.logger, "admin server")}
+	}
+	return nil
+}
+
+func (s *Server) newHTTPServer(cfg *config.Config, h http.Handler, name string) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
+		IdleTimeout:       cfg.Timeouts.HTTPIdle.Std(),
+		ErrorLog:          newStdLogger(s.logger, name),
+	}
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range []net.Listener{s.publicLn, s.secureLn, s.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if s.tls != nil {
+		s.tls.stop()
+	}
+}
+
+// TLSAddr is the address of the TLS listener, or nil without TLS.
+func (s *Server) TLSAddr() net.Addr {
+	if s.secureLn == nil {
+		return nil
+	}
+	return s.secureLn.Addr()
 }
 
 // Addr is the address the public listener is bound to.
@@ -94,24 +141,29 @@ func (s *Server) AdminAddr() net.Addr {
 }
 
 // Reload swaps in the routes, timeouts and limits of cfg, which must be
-// validated. Live connections keep the settings they started with; new
-// ones get cfg's. Listener addresses are not changed by a reload.
+// validated, and re-reads static certificate files. Live connections keep
+// the settings they started with; new ones get cfg's. Listener addresses,
+// the tls block (other than the files' contents) and the server-level
+// read_header and http_idle timeouts are not changed by a reload.
 func (s *Server) Reload(cfg *config.Config) error {
 	t, err := s.buildTable(cfg)
 	if err != nil {
 		return err
 	}
+	if s.tls != nil {
+		if err := s.tls.reload(); err != nil {
+			return err
+		}
+	}
 	old := s.table.Swap(t)
 	old.transport.CloseIdleConnections()
-	s.public.ReadHeaderTimeout = cfg.Timeouts.ReadHeader.Std()
-	s.public.IdleTimeout = cfg.Timeouts.HTTPIdle.Std()
 	return nil
 }
 
 // Run serves until ctx is cancelled, then drains (see DESIGN.md, Shutdown)
 // and returns when everything is closed or timeouts.shutdown has passed.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	serve := func(srv *http.Server, ln net.Listener, name string) {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve %s %s: %w", name, ln.Addr(), err)
@@ -121,13 +173,34 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.admin != nil {
 		go serve(s.admin, s.adminLn, "admin")
 	}
-	s.logger.Info().Str("listen", s.publicLn.Addr().String()).Str("admin", addrString(s.AdminAddr())).Msg("streamgate serving")
+	tlsDone := make(chan struct{})
+	tlsCtx, stopTLS := context.WithCancel(context.Background())
+	if s.tls != nil {
+		go func() {
+			if err := s.secure.ServeTLS(s.secureLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve tls %s: %w", s.secureLn.Addr(), err)
+			}
+		}()
+		go func() {
+			defer close(tlsDone)
+			s.tls.run(tlsCtx)
+		}()
+	} else {
+		close(tlsDone)
+	}
+	s.logger.Info().Str("listen", s.publicLn.Addr().String()).Str("tls", addrString(s.TLSAddr())).
+		Str("admin", addrString(s.AdminAddr())).Msg("streamgate serving")
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
 	s.shutdown()
+	stopTLS()
+	<-tlsDone
+	if s.tls != nil {
+		s.tls.stop()
+	}
 	return runErr
 }
 
@@ -144,15 +217,30 @@ func (s *Server) shutdown() {
 	s.logger.Info().Dur("budget", budget).Msg("draining")
 	sleepCtx(ctx, t.timeouts.DrainDelay.Std())
 
-	shutdownDone := make(chan error, 1)
-	go func() { shutdownDone <- s.public.Shutdown(ctx) }()
+	servers := []*http.Server{s.public}
+	if s.secure != nil {
+		servers = append(servers, s.secure)
+	}
+	shutdownDone := make(chan struct{})
+	go func() {
+		defer close(shutdownDone)
+		var wg sync.WaitGroup
+		for _, srv := range servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if srv.Shutdown(ctx) != nil {
+					_ = srv.Close()
+				}
+			}()
+		}
+		wg.Wait()
+	}()
 	// Ends are spread over half of what is left, so the closing handshakes
 	// of the last ones still fit in the budget.
 	window := max(time.Until(deadline)/2-time.Second, 0)
 	st := s.conns.drain(ctx, window)
-	if err := <-shutdownDone; err != nil {
-		_ = s.public.Close()
-	}
+	<-shutdownDone
 	if s.admin != nil {
 		_ = s.admin.Close()
 	}
