@@ -28,8 +28,13 @@ type logLines struct {
 }
 
 func newLogLines(t *testing.T) (*logLines, zerolog.Logger) {
+	return newLogLinesInto(t, &logLines{})
+}
+
+// newLogLinesInto makes a logger whose lines l collects.
+func newLogLinesInto(t *testing.T, l *logLines) (*logLines, zerolog.Logger) {
 	pr, pw := io.Pipe()
-	l := &logLines{added: make(chan struct{}, 1), pw: pw}
+	l.added, l.pw = make(chan struct{}, 1), pw
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
