@@ -1,13 +1,21 @@
 package proxy_test
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
+
+	"github.com/streamgate/streamgate/config"
 )
 
 // BenchmarkRelay measures closed-loop echo round trips through the proxy
@@ -89,4 +97,53 @@ func roundTrips(b *testing.B, conns []*websocket.Conn, total int, msg []byte) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkTLSHandshake opens a new TLS connection per request (ECDSA
+// P-256 certificate, TLS 1.3) and fetches a small response, through
+// streamgate's TLS listener and, in the same run, from a bare Go TLS server
+// with the same certificate; x-bare is streamgate's rate over the bare one.
+func BenchmarkTLSHandshake(b *testing.B) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	be := httptest.NewServer(ok)
+	b.Cleanup(be.Close)
+	ca := newTestCA(b)
+	c, k := ca.issue(b, 100, acmeDomain)
+	files := writeFiles(b, b.TempDir(), map[string][]byte{"cert.pem": c, "key.pem": k})
+	cfg := testConfig(be.URL)
+	cfg.TLS = &config.TLS{Listen: "127.0.0.1:0", CertFile: files["cert.pem"], KeyFile: files["key.pem"], Storage: b.TempDir()}
+	srv := startProxy(b, cfg, zerolog.Nop())
+
+	bare := httptest.NewUnstartedServer(ok)
+	cert, _ := tls.X509KeyPair(c, k)
+	bare.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	bare.StartTLS()
+	b.Cleanup(bare.Close)
+
+	fetch := func(addr string, n int) time.Duration {
+		tr := &http.Transport{DisableKeepAlives: true,
+			TLSClientConfig: &tls.Config{RootCAs: ca.pool(), ServerName: acmeDomain},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}}
+		defer tr.CloseIdleConnections()
+		start := time.Now()
+		for range n {
+			resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodGet, "https://"+acmeDomain+"/", nil).WithContext(context.Background()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return time.Since(start)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	via := fetch(srv.TLSAddr().String(), b.N)
+	b.StopTimer()
+	direct := fetch(bare.Listener.Addr().String(), b.N)
+	b.ReportMetric(float64(b.N)/via.Seconds(), "conns/s")
+	b.ReportMetric(float64(b.N)/direct.Seconds(), "bare-conns/s")
+	b.ReportMetric(direct.Seconds()/via.Seconds(), "x-bare")
 }

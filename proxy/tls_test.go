@@ -262,3 +262,37 @@ func TestUpstreamMutualTLS(t *testing.T) {
 		}
 	})
 }
+
+func TestTLSErrorsNameTheCause(t *testing.T) {
+	t.Run("key does not match certificate", func(t *testing.T) {
+		ca := newTestCA(t)
+		c, _ := ca.issue(t, 1, acmeDomain)
+		_, otherKey := ca.issue(t, 2, acmeDomain)
+		files := writeFiles(t, t.TempDir(), map[string][]byte{"c.pem": c, "k.pem": otherKey})
+		cfg := testConfig("http://127.0.0.1:1")
+		cfg.TLS = &config.TLS{Listen: "127.0.0.1:0", CertFile: files["c.pem"], KeyFile: files["k.pem"], Storage: t.TempDir()}
+		_, logger := newLogLines(t)
+		_, err := proxy.New(cfg, logger)
+		if err == nil || !strings.Contains(err.Error(), "private key does not match public key") || !strings.Contains(err.Error(), files["c.pem"]) {
+			t.Errorf("got %v, want a mismatch error naming the file", err)
+		}
+	})
+	t.Run("ACME server unreachable", func(t *testing.T) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		dead := "https://" + ln.Addr().String() + "/dir"
+		ln.Close()
+		cfg := testConfig("http://127.0.0.1:1")
+		cfg.TLS = &config.TLS{Listen: "127.0.0.1:0", Domains: []string{acmeDomain}, CA: dead, Storage: t.TempDir()}
+		logs := &logLines{}
+		_, logger := newLogLinesInto(t, logs)
+		srv, err := proxy.New(cfg, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runUntil(t, srv)
+		line := logs.wait(t, 30*time.Second, msgContains("certificate not obtained"))
+		if msg := line["message"].(string); !strings.Contains(msg, "ACME server is unreachable") {
+			t.Errorf("hint: %q", msg)
+		}
+	})
+}
