@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/streamgate/streamgate/bridge"
 	"github.com/streamgate/streamgate/bridge/wsconn"
 )
 
@@ -60,6 +61,19 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	reg.MustRegister(m.active, m.closed, m.messages, m.bytes, m.dial, m.pingRTT, m.rejected, m.upstreamErr,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// bridgeMetrics returns the collectors the SSE bridges feed: the bridge's
+// own streamgate_sse_* family, except that attached streams and their ends
+// are counted in the connection metrics under kind="sse"; and those of the
+// bridges' upstream legs (ping round trips).
+func (m *metrics) bridgeMetrics(reg *prometheus.Registry) (*bridge.Metrics, *wsconn.Metrics) {
+	bm := bridge.NewMetrics(reg)
+	reg.Unregister(bm.Streams)
+	reg.Unregister(bm.StreamsClosed)
+	bm.Streams = m.active.WithLabelValues("sse")
+	bm.StreamsClosed = m.closed.MustCurryWith(prometheus.Labels{"kind": "sse"})
+	return bm, &wsconn.Metrics{UpstreamPingRTT: m.pingRTT.WithLabelValues("upstream")}
 }
 
 // relayMetrics returns the collectors a WebSocket relay feeds.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/streamgate/streamgate/bridge"
 	"github.com/streamgate/streamgate/bridge/wsconn"
 	"github.com/streamgate/streamgate/config"
 )
@@ -39,6 +40,7 @@ type route struct {
 	dialer   *websocket.Dialer
 	dialWait time.Duration
 	http     *httputil.ReverseProxy
+	bridge   *bridge.Bridge // nil unless the route has sse: true
 }
 
 // match returns the first route whose path is a prefix of p. The table
@@ -85,9 +87,60 @@ func (s *Server) buildTable(cfg *config.Config) (*routeTable, error) {
 		}
 		rt.ws.Metrics = s.relayMetrics
 		rt.http = s.newReverseProxy(target, t)
+		if r.SSE {
+			if rt.bridge, err = s.bridgeFor(cfg, t, rt, dialer); err != nil {
+				return nil, fmt.Errorf("route %s: %w", r.Path, err)
+			}
+		}
 		t.routes = append(t.routes, rt)
 	}
 	return t, nil
+}
+
+// bridgeFor returns the SSE bridge of a route. Bridges hold sessions that
+// clients resume, so a reload that leaves a route's bridge settings as they
+// were (its path and upstream, the sse block, the keepalive and size limit
+// of the upstream leg, origins and trusted proxies) carries the same Bridge
+// over; one whose settings changed gets a new
+// Bridge, and the old one is closed when the reload commits (its streams
+// end with a retry hint and resume on the new one as fresh sessions).
+func (s *Server) bridgeFor(cfg *config.Config, t *routeTable, rt *route, dialer *websocket.Dialer) (*bridge.Bridge, error) {
+	key := fmt.Sprintf("%s|%s|%+v|%v/%v/%v|%v|%v", rt.path, rt.target, cfg.SSE,
+		rt.ws.PingInterval, rt.ws.PongTimeout, rt.ws.MaxMessageSize, rt.origins, cfg.TrustedProxies)
+	if b, ok := s.bridges[key]; ok {
+		s.nextBridges[key] = b
+		return b, nil
+	}
+	leg := rt.ws
+	leg.Metrics = s.bridgeLegMetrics
+	b, err := bridge.New(bridge.Options{
+		Route:       rt.path,
+		Heartbeat:   cfg.SSE.Heartbeat.Std(),
+		Retry:       cfg.SSE.Retry.Std(),
+		SessionTTL:  cfg.SSE.SessionTTL.Std(),
+		Padding:     cfg.SSE.Padding,
+		Replay:      cfg.SSE.Replay,
+		MaxSessions: cfg.SSE.MaxSessions,
+		BindIP:      cfg.SSE.BindIP,
+		Leg:         leg,
+		Dialer:      dialer,
+		Upstream: func(r *http.Request) (string, http.Header) {
+			return upstreamWebSocketURL(rt.target, r.URL), upstreamHeader(r, t.trusted)
+		},
+		CheckOrigin: func(r *http.Request) bool { return rt.origins.allow(r, t.trusted) },
+		CORSOrigin: func(r *http.Request) bool {
+			return rt.origins.crossOrigin() && r.Header.Get("Origin") != "" && rt.origins.allow(r, t.trusted)
+		},
+		ClientIP: t.trusted.clientIP,
+		Track:    func(end func()) func() { return s.conns.track("sse", end) },
+		Logger:   s.logger,
+		Metrics:  s.bridgeMetrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.nextBridges[key] = b
+	return b, nil
 }
 
 // relayOptions maps a route's merged websocket block onto relay options.

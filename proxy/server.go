@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/streamgate/streamgate/bridge"
 	"github.com/streamgate/streamgate/bridge/wsconn"
 	"github.com/streamgate/streamgate/config"
 )
@@ -31,6 +32,15 @@ type Server struct {
 	relayMetrics *wsconn.Metrics
 	bufferPool   websocket.BufferPool
 
+	// SSE bridges of the current table by settings key, and those of the
+	// table being built (see bridgeFor); guarded by reloadMu.
+	reloadMu         sync.Mutex
+	bridges          map[string]*bridge.Bridge
+	nextBridges      map[string]*bridge.Bridge
+	bridgeMetrics    *bridge.Metrics
+	bridgeLegMetrics *wsconn.Metrics
+
+	clientJS http.Handler
 	table    atomic.Pointer[routeTable]
 	conns    *registry
 	limiter  *limiter
@@ -51,14 +61,14 @@ func New(cfg *config.Config, logger zerolog.Logger) (*Server, error) {
 		bufferPool: wsconn.NewBufferPool(),
 		conns:      newRegistry(),
 		limiter:    newLimiter(),
+		clientJS:   bridge.ClientJS(),
 	}
 	s.metrics = newMetrics(s.registry)
 	s.relayMetrics = s.metrics.relayMetrics()
-	t, err := s.buildTable(cfg)
-	if err != nil {
+	s.bridgeMetrics, s.bridgeLegMetrics = s.metrics.bridgeMetrics(s.registry)
+	if _, err := s.swapTable(cfg); err != nil {
 		return nil, err
 	}
-	s.table.Store(t)
 	s.ready = newReadiness(cfg.Upstream, cfg.Timeouts.UpstreamDial.Std())
 	if cfg.UpstreamTLS.InsecureSkipVerify {
 		logger.Warn().Msg("upstream_tls.insecure_skip_verify is on: upstream certificates are NOT verified; anyone on the path can impersonate the app")
@@ -129,6 +139,48 @@ func (s *Server) TLSAddr() net.Addr {
 	return s.secureLn.Addr()
 }
 
+// swapTable builds the route table of cfg and makes it current, returning
+// the previous one (nil at the first call). Bridges the new table no
+// longer uses are closed.
+func (s *Server) swapTable(cfg *config.Config) (*routeTable, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	s.nextBridges = map[string]*bridge.Bridge{}
+	t, err := s.buildTable(cfg)
+	if err != nil {
+		for key, b := range s.nextBridges {
+			if s.bridges[key] != b {
+				b.Close()
+			}
+		}
+		return nil, err
+	}
+	retired := s.bridges
+	s.bridges = s.nextBridges
+	old := s.table.Swap(t)
+	for key, b := range retired {
+		if s.bridges[key] != b {
+			go b.Close() // bounded: ends its streams with a retry hint
+		}
+	}
+	return old, nil
+}
+
+// closeBridges closes every bridge of the current table.
+func (s *Server) closeBridges() {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	var wg sync.WaitGroup
+	for _, b := range s.bridges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.Close()
+		}()
+	}
+	wg.Wait()
+}
+
 // Addr is the address the public listener is bound to.
 func (s *Server) Addr() net.Addr { return s.publicLn.Addr() }
 
@@ -146,16 +198,15 @@ func (s *Server) AdminAddr() net.Addr {
 // the tls block (other than the files' contents) and the server-level
 // read_header and http_idle timeouts are not changed by a reload.
 func (s *Server) Reload(cfg *config.Config) error {
-	t, err := s.buildTable(cfg)
-	if err != nil {
-		return err
-	}
 	if s.tls != nil {
 		if err := s.tls.reload(); err != nil {
 			return err
 		}
 	}
-	old := s.table.Swap(t)
+	old, err := s.swapTable(cfg)
+	if err != nil {
+		return err
+	}
 	old.transport.CloseIdleConnections()
 	return nil
 }
@@ -241,6 +292,7 @@ func (s *Server) shutdown() {
 	window := max(time.Until(deadline)/2-time.Second, 0)
 	st := s.conns.drain(ctx, window)
 	<-shutdownDone
+	s.closeBridges()
 	if s.admin != nil {
 		_ = s.admin.Close()
 	}
@@ -261,6 +313,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, log, "limit", http.StatusServiceUnavailable, "connection limit reached", refused)
 		return
 	}
+	if r.URL.Path == clientJSPath {
+		s.clientJS.ServeHTTP(w, r)
+		return
+	}
 	if websocket.IsWebSocketUpgrade(r) {
 		// A proxied WebSocket outlives this handler (see relay), and
 		// owns release from the upgrade on.
@@ -270,7 +326,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	if rt.bridge != nil && isBridgeRequest(r) {
+		rt.bridge.ServeHTTP(w, r)
+		return
+	}
 	rt.http.ServeHTTP(w, r)
+}
+
+// clientJSPath serves the browser client that falls back from WebSocket to
+// SSE by itself (DESIGN.md).
+const clientJSPath = "/.streamgate/client.js"
+
+// isBridgeRequest reports whether r is for the SSE bridge of an sse route:
+// an event stream, or a back-channel POST (or its CORS preflight) naming a
+// session. Everything else on the route goes to the app as plain HTTP.
+func isBridgeRequest(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet:
+		for _, v := range r.Header.Values("Accept") {
+			if strings.Contains(v, "text/event-stream") {
+				return true
+			}
+		}
+		return false
+	case http.MethodPost, http.MethodOptions:
+		return r.URL.Query().Has("sg_session")
+	}
+	return false
 }
 
 // reject refuses a request before proxying, with status, a metric and a
