@@ -22,11 +22,11 @@ func (s *Server) newReverseProxy(target *url.URL, t *routeTable) *httputil.Rever
 			pr.SetURL(target)
 			t.trusted.setForwarded(pr.Out.Header, pr.In)
 		},
-		Transport:    t.transport,
+		Transport: t.transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.proxyError(w, r, err, t)
 		},
-		ErrorLog:     newStdLogger(s.logger, "reverse proxy"),
+		ErrorLog: newStdLogger(s.logger, "reverse proxy"),
 	}
 }
 

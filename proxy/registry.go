@@ -52,7 +52,7 @@ func (g *registry) track(kind string, end func()) (untrack func()) {
 // drainStats summarises a drain for its log line.
 type drainStats struct {
 	ended  map[string]int // connections told to close, by kind
-	forced int           // still open when the budget ran out
+	forced int            // still open when the budget ran out
 }
 
 // drain ends every tracked connection, spreading the ends over window in a

@@ -14,7 +14,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/streamgate/streamgate/config")
+	"github.com/streamgate/streamgate/config"
+)
 
 // sseEvent is one dispatched Server-Sent Event.
 type sseEvent struct{ id, event, data string }
