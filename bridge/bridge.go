@@ -1,12 +1,14 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -21,6 +23,7 @@ const (
 	DefaultRetry        = 2 * time.Second
 	DefaultSessionTTL   = 60 * time.Second
 	DefaultReplay       = 1000
+	DefaultReplayBytes  = 4 << 20
 	DefaultMaxSessions  = 10000
 	DefaultWriteTimeout = 10 * time.Second
 )
@@ -46,6 +49,10 @@ type Options struct {
 	// Replay is how many events each session keeps for resume. Zero means
 	// 1000.
 	Replay int
+	// ReplayBytes bounds the payload bytes each session keeps for resume
+	// (the newest event is always kept): an upstream sending large
+	// messages cannot grow a session's memory past it. Zero means 4 MiB.
+	ReplayBytes int
 	// MaxSessions bounds the live sessions. Zero means 10000.
 	MaxSessions int
 	// QueueLen is how many live events a stream may fall behind its
@@ -57,7 +64,9 @@ type Options struct {
 	// an SSE client. Zero means 10s.
 	WriteTimeout time.Duration
 	// BindIP accepts back-channel POSTs only from the client IP of the
-	// session's stream.
+	// session's stream, and resumes only from that IP (a resume from
+	// another IP gets a fresh session, as for an unknown one). Clients
+	// whose address changes (mobile networks) then lose their sessions.
 	BindIP bool
 	// Leg configures the upstream leg: PingInterval, PongTimeout,
 	// MaxMessageSize (also the POST body limit; zero means 1 MiB),
@@ -99,13 +108,16 @@ type Options struct {
 // Events plus a POST back-channel (see the package doc for the wire
 // protocol). Its methods are safe for concurrent use.
 type Bridge struct {
-	opts     Options
-	queueLen int
-	store    store
-	log      zerolog.Logger
+	opts      Options
+	queueLen  int
+	store     store
+	log       zerolog.Logger
+	streamSeq atomic.Uint64 // numbers streams in their log lines' conn
 
 	done     chan struct{} // closed by Close: streams end, no new sessions
-	mu       sync.Mutex    // guards closing and wg.Add against Close's wg.Wait
+	ctx      context.Context
+	cancel   context.CancelFunc // cancels ctx, which bounds upstream dials, when Close starts
+	mu       sync.Mutex         // guards closing and wg.Add against Close's wg.Wait
 	closing  bool
 	wg       sync.WaitGroup // every session's upstream reader and every stream
 	closeOne sync.Once
@@ -118,14 +130,15 @@ func New(opts Options) (*Bridge, error) {
 	if opts.Upstream == nil {
 		return nil, errors.New("bridge: Options.Upstream is required")
 	}
-	if opts.Padding < 0 || opts.Replay < 0 || opts.MaxSessions < 0 || opts.QueueLen < 0 {
-		return nil, errors.New("bridge: Padding, Replay, MaxSessions and QueueLen must not be negative")
+	if opts.Padding < 0 || opts.Replay < 0 || opts.ReplayBytes < 0 || opts.MaxSessions < 0 || opts.QueueLen < 0 {
+		return nil, errors.New("bridge: Padding, Replay, ReplayBytes, MaxSessions and QueueLen must not be negative")
 	}
 	setDefault(&opts.Heartbeat, DefaultHeartbeat)
 	setDefault(&opts.Retry, DefaultRetry)
 	setDefault(&opts.SessionTTL, DefaultSessionTTL)
 	setDefault(&opts.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&opts.Replay, DefaultReplay)
+	setDefault(&opts.ReplayBytes, DefaultReplayBytes)
 	setDefault(&opts.MaxSessions, DefaultMaxSessions)
 	setDefault(&opts.QueueLen, max(1, opts.Replay/2))
 	setDefault(&opts.Leg.MaxMessageSize, 1<<20)
@@ -144,12 +157,15 @@ func New(opts Options) (*Bridge, error) {
 	if opts.ClientIP == nil {
 		opts.ClientIP = remoteIP
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Bridge{
 		opts:     opts,
 		queueLen: opts.QueueLen,
-		store:    newMemStore(opts.MaxSessions, opts.Replay, opts.SessionTTL),
+		store:    newMemStore(opts.MaxSessions, opts.Replay, opts.ReplayBytes, opts.SessionTTL, opts.BindIP),
 		log:      opts.Logger.With().Str("component", "bridge").Str("route", opts.Route).Logger(),
 		done:     make(chan struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
 	}, nil
 }
 
@@ -185,6 +201,7 @@ func (b *Bridge) Close() {
 		b.mu.Lock()
 		b.closing = true
 		b.mu.Unlock()
+		b.cancel()
 		close(b.done)
 		b.store.Close()
 	})

@@ -75,14 +75,21 @@ class StreamgateSocket extends EventTarget {
   _connectWS() {
     var me = this, opened = 0, ws;
     try { ws = new WebSocket(this._wsURL, this._protocols); } catch (e) { this._failed(); return; }
-    ws.binaryType = this.binaryType === 'arraybuffer' ? 'arraybuffer' : 'blob';
+    ws.binaryType = 'arraybuffer';
     this._sock = ws;
     var stall = setTimeout(function () {
       if (me._sock !== ws || opened) return;
       ws.onclose = null; ws.close(); me._sock = null; me._failed();
     }, this._o.openTimeout);
-    ws.onopen = function () { clearTimeout(stall); opened = Date.now(); me.protocol = ws.protocol; me._up(); };
-    ws.onmessage = function (e) { me._fire(new MessageEvent('message', { data: e.data, origin: e.origin })); };
+    ws.onopen = function () {
+      clearTimeout(stall);
+      me._opened = opened = Date.now(); me._early = [];
+      me.protocol = ws.protocol; me._up();
+    };
+    ws.onmessage = function (e) {
+      var d = e.data;
+      me._fire(new MessageEvent('message', { data: d.byteLength >= 0 && me.binaryType === 'blob' ? new Blob([d]) : d, origin: e.origin }));
+    };
     ws.onclose = function (e) {
       clearTimeout(stall);
       if (me._sock !== ws) return;
@@ -90,7 +97,12 @@ class StreamgateSocket extends EventTarget {
       if (me.readyState === 2) { me._end(e.code, e.reason, e.wasClean); return; }
       var up = opened ? Date.now() - opened : -1;
       if (up >= me._o.shortLived) remembered = remembered || 'ws';
-      if (up < 0 || (e.code === 1006 && up < me._o.shortLived && remembered !== 'ws')) me._failed();
+      if (up < 0) me._failed();
+      else if (e.code === 1006 && up < me._o.shortLived && remembered !== 'ws') {
+        // lost at once: resend what it may never have delivered
+        me._early.forEach(function (d) { me.bufferedAmount += size(d); });
+        me._q = me._early.concat(me._q); me._fresh = true; me._failed();
+      }
       else if (me._o.retryCodes.indexOf(e.code) >= 0) me._retry(true);
       else me._end(e.code, e.reason, e.wasClean);
     };
@@ -159,7 +171,10 @@ class StreamgateSocket extends EventTarget {
   _flush() {
     var s = this._sock, d;
     if (this._t === 'sse') return this._pump();
-    while (s && s.readyState === 1 && this._q.length) { d = this._q.shift(); this.bufferedAmount -= size(d); s.send(d); }
+    while (s && s.readyState === 1 && this._q.length) {
+      d = this._q.shift(); this.bufferedAmount -= size(d); s.send(d);
+      if (Date.now() - this._opened < this._o.shortLived) this._early.push(d);
+    }
   }
 
   // one POST at a time keeps messages in order

@@ -10,7 +10,7 @@ import (
 )
 
 // clientJS is the browser client, a classic script (no modules, no
-// dependencies, about 8 KiB unminified, 3 KiB gzipped) that defines
+// dependencies, 8.6 KiB unminified, 3 KiB gzipped) that defines
 // window.StreamgateSocket:
 //
 //	var s = new StreamgateSocket(url, protocols?, options?)
@@ -26,8 +26,9 @@ import (
 // It tries a WebSocket first and falls back to SSE + POST when the
 // WebSocket fails before opening, stalls (not open within
 // options.openTimeout, 5s), or closes with 1006 within options.shortLived
-// (3s) of opening; the transport that worked is remembered for the page's
-// lifetime. Reconnects use jittered exponential backoff (options.minDelay
+// (3s) of opening (what was sent meanwhile is sent again over SSE, and a
+// gap event tells of the new upstream connection); the transport that
+// worked is remembered for the page's lifetime. Reconnects use jittered exponential backoff (options.minDelay
 // 500ms to options.maxDelay 30s, giving up after options.maxRetries, 20,
 // failures in a row) and resume with Last-Event-ID. The page sees one
 // open and one close: onclose fires when the upstream closed the

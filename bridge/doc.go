@@ -46,15 +46,19 @@
 //	data: {"code":1000,"reason":"bye"}
 //
 // (1011 "upstream connection lost" when the upstream ended without a close
-// frame), and a later reconnect for that session gets 204 No Content, so
-// EventSource stops.
+// frame), and a reconnect for that session that has every event gets 204
+// No Content, so EventSource stops. One that missed events (say, the
+// close event went to a connection that was already dead) gets them and
+// the close event again, as long as the session is kept (SessionTTL).
+// After that, a tombstone still answers 204.
 //
 // # Resume
 //
 // A reconnect with Last-Event-ID: <id>.<seq> (EventSource sends it by
 // itself; a first connect may pass ?lastEventId=<id>.<seq>) attaches to
 // the live session and gets exactly the events after seq from the
-// session's replay log (Options.Replay events), then live events. If some
+// session's replay log (the last Options.Replay events, within
+// Options.ReplayBytes), then live events. If some
 // were evicted it first gets
 //
 //	event: gap
@@ -64,7 +68,8 @@
 // gives a fresh session whose session event is followed by
 // {"lost":"unknown"} in a gap event. A session whose upstream closed gives
 // 204 (the bridge keeps a bounded LRU of such tombstones). A session has
-// one stream at a time: a second one takes over and the first ends.
+// one stream at a time: a second one takes over and the first ends. With
+// Options.BindIP, only the session's client IP may resume it.
 //
 // # Back-channel
 //
@@ -96,10 +101,10 @@
 // so gorilla's one-writer rule holds. Each stream is its HTTP handler's
 // goroutine, the only one to write its ResponseWriter; its queue is a
 // window on the replay log: a stream more than Options.QueueLen live
-// events behind, or whose write (with its own deadline, Options.
-// WriteTimeout, through http.ResponseController) does not complete, is
-// dropped, and its client resumes from the log. The upstream is never
-// blocked by a browser.
+// events behind, or whose write (each with its own deadline,
+// Options.WriteTimeout, set through http.ResponseController) does not
+// complete, is dropped, and its client resumes from the log. The upstream
+// is never blocked by a browser.
 //
 // # Shutdown
 //

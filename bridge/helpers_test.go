@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +15,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
-
-	"github.com/streamgate/streamgate/bridge/wsconn"
 )
 
 // lruCleaner is the expirable LRU's cleaner goroutine, which golang-lru
@@ -96,7 +93,8 @@ func (u *upConn) next(t testing.TB) upMsg {
 
 // testUpstream is a gorilla WebSocket server standing in for the app:
 // every connection is handed to the test on conns; paths under /echo echo
-// each message back; ?refuse=N answers the handshake with status N.
+// each message back; ?greet=N sends "greet 1".."greet N" on connect;
+// ?refuse=N answers the handshake with status N.
 type testUpstream struct {
 	srv    *httptest.Server
 	conns  chan *upConn
@@ -146,6 +144,9 @@ func newTestUpstream(t testing.TB) *testUpstream {
 		})
 		u.conns <- uc
 		defer close(uc.closed)
+		for i := 1; i <= atoi(r.URL.Query().Get("greet")); i++ {
+			uc.send(t, false, fmt.Sprintf("greet %d", i))
+		}
 		defer c.Close()
 		for {
 			mt, p, err := c.ReadMessage()
@@ -204,8 +205,8 @@ type harness struct {
 
 // newHarness starts a bridge with opts (Upstream is filled in: the test
 // upstream at the same path and query, forwarding Cookie and
-// Authorization).
-func newHarness(t testing.TB, opts Options) *harness {
+// Authorization); configure, if any, runs on the server before it starts.
+func newHarness(t testing.TB, opts Options, configure ...func(*httptest.Server)) *harness {
 	h := &harness{t: t, up: newTestUpstream(t)}
 	upURL := "ws" + strings.TrimPrefix(h.up.srv.URL, "http")
 	opts.Upstream = func(r *http.Request) (string, http.Header) {
@@ -229,7 +230,11 @@ func newHarness(t testing.TB, opts Options) *harness {
 		t.Fatal(err)
 	}
 	h.b = b
-	h.srv = httptest.NewServer(b)
+	h.srv = httptest.NewUnstartedServer(b)
+	for _, f := range configure {
+		f(h.srv)
+	}
+	h.srv.Start()
 	t.Cleanup(func() {
 		h.srv.CloseClientConnections()
 		b.Close()
@@ -491,8 +496,3 @@ func (hs *hookStore) waitAppended(t testing.TB, n uint64) {
 		}
 	}
 }
-
-var errTest = errors.New("test")
-
-// legOpts are upstream leg options for tests: no pings unless asked.
-func legOpts() wsconn.Options { return wsconn.Options{CloseTimeout: time.Second} }

@@ -2,10 +2,12 @@ package bridge
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -24,21 +26,45 @@ func TestSlowConsumer(t *testing.T) {
 	m := NewMetrics(nil)
 	ended := make(chan struct{}, 2)
 	h := newHarness(t, Options{
-		WriteTimeout: 500 * time.Millisecond,
+		WriteTimeout: time.Second,
 		Replay:       1000,
 		QueueLen:     500,
 		Metrics:      m,
 		Track:        func(func()) func() { return func() { ended <- struct{}{} } },
+	}, func(srv *httptest.Server) {
+		// Small socket buffers, so that a client that does not read
+		// blocks the bridge's writes after a few events.
+		srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+			if tc, ok := c.(*net.TCPConn); ok && s == http.StateNew {
+				_ = tc.SetWriteBuffer(32 << 10)
+			}
+		}
 	})
-	slowResp, cancel := h.get("/ws", nil) // never read until the end
+	slowClient := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetReadBuffer(16 << 10)
+			}
+			return c, err
+		},
+	}}
+	defer slowClient.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.srv.URL+"/ws", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	slowResp, err := slowClient.Do(req) // never read until the end
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer slowResp.Body.Close()
 	upSlow := h.up.next(t)
 	fast := h.stream("/ws", nil)
 	fast.session()
 	upFast := h.up.next(t)
 
-	const n, size = 400, 64 << 10 // 25 MiB: more than loopback socket buffers hold
+	const n, size = 300, 8 << 10 // 2.4 MiB: far more than the socket buffers hold
 	payload := func(i int) string { return fmt.Sprintf("%06d", i) + strings.Repeat("x", size-6) }
 	for i := 1; i <= n; i++ {
 		upSlow.send(t, false, payload(i))

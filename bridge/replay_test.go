@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -14,7 +15,7 @@ func seqs(evs []Event) []uint64 {
 }
 
 func TestReplayBuffer(t *testing.T) {
-	r := NewReplayBuffer(4)
+	r := NewReplayBuffer(4, 0)
 	if evs, lost := r.Since(nil, 0, 10); len(evs) != 0 || lost != 0 {
 		t.Fatalf("empty buffer: got %v, lost %d", seqs(evs), lost)
 	}
@@ -54,7 +55,7 @@ func TestReplayBuffer(t *testing.T) {
 func BenchmarkReplay(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("Since_%d", n), func(b *testing.B) {
-			r := NewReplayBuffer(n)
+			r := NewReplayBuffer(n, 0)
 			for range n + n/2 {
 				r.Append(false, make([]byte, 64))
 			}
@@ -74,7 +75,7 @@ func BenchmarkReplay(b *testing.B) {
 	b.Run("ReplayEncode_1000", func(b *testing.B) {
 		// Replay as a stream does it: read a batch, encode it, repeat.
 		const sid = "0123456789abcdef0123456789abcdef"
-		r := NewReplayBuffer(1000)
+		r := NewReplayBuffer(1000, 0)
 		for range 1000 {
 			r.Append(false, make([]byte, 64))
 		}
@@ -94,4 +95,67 @@ func BenchmarkReplay(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestReplayBufferBytes(t *testing.T) {
+	r := NewReplayBuffer(10, 10)
+	for i := 1; i <= 5; i++ {
+		r.Append(false, []byte("abcd")) // 4 bytes each: at most 2 (8 bytes) fit
+	}
+	evs, lost := r.Since(nil, 0, 10)
+	if got := fmt.Sprint(seqs(evs)); got != "[4 5]" || lost != 3 {
+		t.Errorf("got %s lost %d, want [4 5] lost 3", got, lost)
+	}
+	r.Append(true, make([]byte, 100)) // alone over the limit: still kept
+	if evs, lost = r.Since(nil, 0, 10); fmt.Sprint(seqs(evs)) != "[6]" || lost != 5 {
+		t.Errorf("got %v lost %d, want [6] lost 5", seqs(evs), lost)
+	}
+	for i := 7; i <= 30; i++ { // wrap the ring many times
+		r.Append(false, []byte("x"))
+	}
+	if evs, lost = r.Since(nil, 20, 10); fmt.Sprint(seqs(evs)) != "[21 22 23 24 25 26 27 28 29 30]" || lost != 0 {
+		t.Errorf("got %v lost %d, want 21..30", seqs(evs), lost)
+	}
+}
+
+// TestReplayBufferModel checks the ring against a plain slice under random
+// appends (random sizes, so the byte limit drops events too) and reads.
+func TestReplayBufferModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 200 {
+		capN, maxBytes := 1+rng.IntN(8), rng.IntN(40)
+		r := NewReplayBuffer(capN, maxBytes)
+		var model []Event
+		for range 100 {
+			data := make([]byte, rng.IntN(12))
+			seq := r.Append(false, data)
+			model = append(model, Event{Seq: seq, Data: data})
+			if len(model) > capN {
+				model = model[1:]
+			}
+			bytes := 0
+			for _, ev := range model {
+				bytes += len(ev.Data)
+			}
+			for maxBytes > 0 && bytes > maxBytes && len(model) > 1 {
+				bytes -= len(model[0].Data)
+				model = model[1:]
+			}
+			after := uint64(rng.IntN(int(seq) + 2))
+			evs, lost := r.Since(nil, after, 100)
+			var want []uint64
+			var wantLost uint64
+			for s := after + 1; s <= seq; s++ {
+				if s < model[0].Seq {
+					wantLost++
+				} else {
+					want = append(want, s)
+				}
+			}
+			if fmt.Sprint(seqs(evs)) != fmt.Sprint(want) || lost != wantLost {
+				t.Fatalf("trial %d (cap %d, max %d B): Since(%d) = %v lost %d, want %v lost %d",
+					trial, capN, maxBytes, after, seqs(evs), lost, want, wantLost)
+			}
+		}
+	}
 }

@@ -165,11 +165,11 @@ func TestSessionExpiry(t *testing.T) {
 // TestAttachedSessionOutlivesTTL checks that an attached stream keeps its
 // session alive past the TTL.
 func TestAttachedSessionOutlivesTTL(t *testing.T) {
-	h := newHarness(t, Options{SessionTTL: 30 * time.Millisecond, Heartbeat: 10 * time.Millisecond})
+	h := newHarness(t, Options{SessionTTL: 150 * time.Millisecond, Heartbeat: 20 * time.Millisecond})
 	s := h.stream("/ws", nil)
 	s.session()
 	up := h.up.next(t)
-	for pings := 0; pings < 20; { // 200ms and more: several TTLs
+	for pings := 0; pings < 25; { // 500ms and more: several TTLs
 		if ev := s.next(); ev.raw == ": ping\n\n" {
 			pings++
 		}
@@ -250,5 +250,25 @@ func TestBridgeClose(t *testing.T) {
 	}
 	if got := h.post("/a?sg_session="+sid, "text/plain", "x", nil); got != http.StatusNotFound {
 		t.Errorf("POST after Close: status %d, want 404", got)
+	}
+}
+
+func TestResumeBindIP(t *testing.T) {
+	h := newHarness(t, Options{BindIP: true, ClientIP: func(r *http.Request) string { return r.Header.Get("X-Test-IP") }})
+	s := h.stream("/ws", http.Header{"X-Test-IP": {"10.0.0.1"}})
+	sid := s.session()
+	h.up.next(t)
+	s.close()
+	s2 := h.stream("/ws", http.Header{"X-Test-IP": {"10.0.0.2"}, "Last-Event-ID": {sid + ".0"}})
+	if got := s2.session(); got == sid {
+		t.Fatal("a resume from another IP got the session")
+	}
+	if ev := s2.nextEvent(); ev.event != "gap" {
+		t.Errorf("got %q, want the unknown gap", ev.event)
+	}
+	s2.close()
+	s3 := h.stream("/ws", http.Header{"X-Test-IP": {"10.0.0.1"}, "Last-Event-ID": {sid + ".0"}})
+	if got := s3.session(); got != sid {
+		t.Errorf("a resume from the session's IP got %q, want %q", got, sid)
 	}
 }

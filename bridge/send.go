@@ -22,16 +22,11 @@ func (b *Bridge) serveSend(w http.ResponseWriter, r *http.Request) {
 	status := b.send(w, r)
 	b.opts.Metrics.post(status)
 	b.setCORS(w, r)
-	switch status {
-	case http.StatusAccepted:
+	if status == http.StatusAccepted {
 		w.WriteHeader(status)
-	case http.StatusRequestEntityTooLarge:
-		// The body was not read to its end: do not reuse the connection.
-		w.Header().Set("Connection", "close")
-		http.Error(w, http.StatusText(status), status)
-	default:
-		http.Error(w, http.StatusText(status), status)
+		return
 	}
+	http.Error(w, http.StatusText(status), status)
 }
 
 // send delivers the POSTed message and returns the status to answer with.
@@ -55,7 +50,7 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) int {
 	case err != nil:
 		return http.StatusBadRequest
 	}
-	m := Message{Binary: !isText(r.Header.Get("Content-Type")), Data: body}
+	m := message{Binary: !isText(r.Header.Get("Content-Type")), Data: body}
 	if !m.Binary && !utf8.Valid(body) {
 		return http.StatusBadRequest
 	}

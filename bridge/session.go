@@ -58,7 +58,7 @@ func (b *Bridge) newSession(id string, c *websocket.Conn) *session {
 
 // Deliver implements owner: it writes one back-channel message to the
 // upstream within the leg's write timeout.
-func (s *session) Deliver(_ context.Context, m Message) error {
+func (s *session) Deliver(_ context.Context, m message) error {
 	mt := websocket.TextMessage
 	if m.Binary {
 		mt = websocket.BinaryMessage
@@ -107,7 +107,7 @@ func (s *session) copyFromUpstream() {
 	s.leg.Stop()
 	end := s.leg.End(err, wsconn.ClosedByUpstream)
 	if !s.expired.Load() {
-		s.log.Finish(closeInfo(end))
+		s.log.Finish(closeInfoOf(end))
 	}
 	s.cancel()
 	m.sessionEnded()
@@ -122,11 +122,11 @@ func (s *session) copyFromUpstream() {
 	}
 }
 
-// closeInfo is what the close event tells the page about the upstream's
+// closeInfoOf is what the close event tells the page about the upstream's
 // end: its close code and reason, or, when it ended without a clean close,
 // 1011 "upstream connection lost", as a proxied WebSocket client is told.
-func closeInfo(end wsconn.LegEnd) CloseInfo {
-	c := CloseInfo{Code: end.Code, Reason: end.Reason, Leg: end}
+func closeInfoOf(end wsconn.LegEnd) closeInfo {
+	c := closeInfo{Code: end.Code, Reason: end.Reason, Leg: end}
 	if end.Err != nil {
 		c.Code, c.Reason = websocket.CloseInternalServerErr, "upstream connection lost"
 	}
@@ -165,8 +165,11 @@ var bridgeParams = []string{"sg_protocols", "sg_session", "lastEventId"}
 // table is full.
 func (b *Bridge) startSession(r *http.Request, clientIP string) (sid, protocol string, sub subscription, status int, err error) {
 	u, header := b.opts.Upstream(withoutParams(r, bridgeParams))
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(b.ctx, cancel)() // Close cuts a dial short
 	t0 := time.Now()
-	conn, _, err := wsconn.Dial(r.Context(), b.opts.Dialer, u, header, offeredProtocols(r))
+	conn, _, err := wsconn.Dial(ctx, b.opts.Dialer, u, header, offeredProtocols(r))
 	if err != nil {
 		var he *wsconn.HandshakeError
 		switch {

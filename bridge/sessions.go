@@ -63,8 +63,10 @@ func keyOf(id string) tableKey {
 //
 // Lock order: m.mu, then the LRU's lock, then a session's mu.
 type memStore struct {
-	replay int
-	max    int
+	replay      int
+	replayBytes int
+	max         int
+	bindIP      bool // a stream attaches only from the session's IP
 
 	mu     sync.Mutex // serialises Create's capacity check with its Add, and Close
 	closed bool
@@ -73,9 +75,11 @@ type memStore struct {
 }
 
 // newMemStore returns a store of at most maxSessions sessions, each
-// keeping replay events and expiring ttl after its last stream left.
-func newMemStore(maxSessions, replay int, ttl time.Duration) *memStore {
-	m := &memStore{replay: replay, max: maxSessions}
+// keeping replay events (and at most replayBytes of them) and expiring
+// ttl after its last stream left;
+// bindIP binds each session to the IP of its first stream.
+func newMemStore(maxSessions, replay, replayBytes int, ttl time.Duration, bindIP bool) *memStore {
+	m := &memStore{replay: replay, replayBytes: replayBytes, max: maxSessions, bindIP: bindIP}
 	m.table = expirable.NewLRU(maxSessions, m.evicted, ttl)
 	m.tombs, _ = lru.New[tableKey, struct{}](max(maxSessions, 1024)) // errors only for size <= 0
 	return m
@@ -92,7 +96,7 @@ type memSession struct {
 	msgsUp, bytesUp atomic.Int64
 	mu              sync.Mutex // guards the fields below
 	log             *ReplayBuffer
-	closed          *CloseInfo
+	closed          *closeInfo
 	sub             *memSub // the attached stream
 	ip              string  // the attached (or last attached) stream's client IP
 	gone            bool    // left the table
@@ -153,7 +157,7 @@ func (m *memStore) renew(s *memSession) {
 }
 
 func (m *memStore) Create(id string, o owner) (sessionLog, error) {
-	s := &memSession{m: m, id: id, key: keyOf(id), owner: o, log: NewReplayBuffer(m.replay)}
+	s := &memSession{m: m, id: id, key: keyOf(id), owner: o, log: NewReplayBuffer(m.replay, m.replayBytes)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -175,7 +179,7 @@ func (m *memStore) Attach(id, clientIP string) (subscription, error) {
 	if ok {
 		sub := &memSub{s: s, wake: make(chan struct{}, 1)}
 		s.mu.Lock()
-		if !s.gone {
+		if !s.gone && (!m.bindIP || s.ip == "" || s.ip == clientIP) {
 			old := s.sub
 			s.sub, s.ip = sub, clientIP
 			if old != nil {
@@ -195,7 +199,7 @@ func (m *memStore) Attach(id, clientIP string) (subscription, error) {
 	return nil, errNoSession
 }
 
-func (m *memStore) Send(ctx context.Context, id string, msg Message) error {
+func (m *memStore) Send(ctx context.Context, id string, msg message) error {
 	s, ok := m.lookup(id)
 	if !ok {
 		return errNoSession
@@ -248,7 +252,7 @@ func (s *memSession) Append(binary bool, data []byte) uint64 {
 }
 
 // Finish implements sessionLog.
-func (s *memSession) Finish(c CloseInfo) {
+func (s *memSession) Finish(c closeInfo) {
 	s.m.tombs.Add(s.key, struct{}{})
 	s.mu.Lock()
 	s.closed = &c
@@ -258,9 +262,9 @@ func (s *memSession) Finish(c CloseInfo) {
 	s.mu.Unlock()
 }
 
-func (sub *memSub) Read(dst []Event, after uint64, limit int) Batch {
+func (sub *memSub) Read(dst []Event, after uint64, limit int) batch {
 	s := sub.s
-	b := Batch{MsgsUp: s.msgsUp.Load(), BytesUp: s.bytesUp.Load()}
+	b := batch{MsgsUp: s.msgsUp.Load(), BytesUp: s.bytesUp.Load()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sub.end != nil {

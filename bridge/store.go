@@ -39,7 +39,8 @@ type store interface {
 	// Attach attaches a new SSE stream from clientIP to session id and
 	// renews its TTL. The stream attached before, if any, is ended (its
 	// next Read says errTakenOver). errNoSession for an id the store does
-	// not know, errSessionClosed for one whose upstream closed it.
+	// not know (or, binding sessions to IPs, one of another IP),
+	// errSessionClosed for one whose upstream closed it.
 	Attach(id, clientIP string) (subscription, error)
 	// Send hands one back-channel message to session id's owner and
 	// returns once it was written to the upstream (acknowledged =
@@ -47,7 +48,7 @@ type store interface {
 	// Sends reach the owner. errNoSession, errWrongIP (m.From is set and
 	// is not the attached stream's IP), errBusy (too many messages
 	// waiting), or the owner's write error.
-	Send(ctx context.Context, id string, m Message) error
+	Send(ctx context.Context, id string, m message) error
 	// Close removes every session, telling each owner to expire; later
 	// Creates fail with errClosed.
 	Close()
@@ -63,14 +64,14 @@ type sessionLog interface {
 	// Finish records that the upstream ended the session with c. The log
 	// stays readable, so that the attached stream, or a resuming one,
 	// still gets the events and then the close event.
-	Finish(c CloseInfo)
+	Finish(c closeInfo)
 }
 
 // owner is the process-local holder of a session's upstream leg, as the
 // store sees it.
 type owner interface {
 	// Deliver writes one back-channel message to the upstream.
-	Deliver(ctx context.Context, m Message) error
+	Deliver(ctx context.Context, m message) error
 	// Expire tells the owner the session left the table. It must only
 	// signal: it may run under the store's locks.
 	Expire()
@@ -81,7 +82,7 @@ type owner interface {
 type subscription interface {
 	// Read appends to dst at most limit events with a seq above after,
 	// oldest first, with the session's state.
-	Read(dst []Event, after uint64, limit int) Batch
+	Read(dst []Event, after uint64, limit int) batch
 	// Wake receives (capacity 1, never closed) when there may be something
 	// new to Read: events, the upstream's close, a takeover, expiry.
 	Wake() <-chan struct{}
@@ -93,8 +94,8 @@ type subscription interface {
 	Detach()
 }
 
-// Batch is what a subscription's Read returns.
-type Batch struct {
+// batch is what a subscription's Read returns.
+type batch struct {
 	// Events are the events read.
 	Events []Event
 	// Lost counts events above after that the log no longer holds.
@@ -103,7 +104,7 @@ type Batch struct {
 	Head uint64
 	// Closed is set once the upstream ended the session: no event will
 	// follow Head.
-	Closed *CloseInfo
+	Closed *closeInfo
 	// End is set when this subscription is over (errTakenOver,
 	// errExpired); nothing else is then set.
 	End error
@@ -112,8 +113,8 @@ type Batch struct {
 	MsgsUp, BytesUp int64
 }
 
-// Message is one back-channel message.
-type Message struct {
+// message is one back-channel message.
+type message struct {
 	// Binary selects a binary WebSocket message; false means text.
 	Binary bool
 	Data   []byte
@@ -122,8 +123,8 @@ type Message struct {
 	From string
 }
 
-// CloseInfo says how the upstream ended a session.
-type CloseInfo struct {
+// closeInfo says how the upstream ended a session.
+type closeInfo struct {
 	// Code and Reason are sent in the close event.
 	Code   int
 	Reason string

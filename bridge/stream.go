@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -56,8 +55,6 @@ type ending struct {
 	takenOver  bool
 }
 
-var streamSeq atomic.Uint64
-
 // serveStream serves GET with Accept: text/event-stream: it resumes the
 // session named by Last-Event-ID or opens a new one, then streams until
 // the client leaves, the upstream closes, the stream is taken over, or the
@@ -96,7 +93,7 @@ func (st *stream) attach() (int, error) {
 		sub, err := b.store.Attach(sid, st.ip)
 		switch {
 		case err == nil:
-			if batch := sub.Read(nil, seq, 0); batch.Closed != nil && seq >= batch.Head {
+			if news := sub.Read(nil, seq, 0); news.Closed != nil && seq >= news.Head {
 				sub.Detach()
 				return http.StatusNoContent, errSessionClosed
 			}
@@ -115,25 +112,46 @@ func (st *stream) attach() (int, error) {
 	return 0, nil
 }
 
-// refuse answers a stream request that gets no stream.
+// refuse answers a stream request that gets no stream. Upstream failures
+// are logged (Warn) with a likely cause; the client gets the status and
+// its text, never upstream addresses.
 func (b *Bridge) refuse(w http.ResponseWriter, r *http.Request, status int, err error) {
-	if e := b.log.Debug(); e.Enabled() {
-		e.Str("client_ip", b.opts.ClientIP(r)).Int("status", status).Err(err).Msg("sse stream refused")
-	}
 	var he *wsconn.HandshakeError
-	if errors.As(err, &he) {
+	switch {
+	case status == http.StatusNoContent:
+		b.setCORS(w, r)
+		w.WriteHeader(status) // EventSource stops for good
+		return
+	case errors.As(err, &he):
 		for _, k := range []string{"WWW-Authenticate", "Retry-After"} {
 			if v := he.Header.Values(k); len(v) > 0 {
 				w.Header()[k] = v
 			}
 		}
+		fallthrough
+	case status == http.StatusBadGateway || status == http.StatusGatewayTimeout:
+		b.log.Warn().Str("client_ip", b.opts.ClientIP(r)).Str("path", r.URL.Path).Int("status", status).
+			Str("likely_cause", likelyCause(status)).Err(err).Msg("sse upstream dial failed")
 	}
 	b.setCORS(w, r)
-	if status == http.StatusNoContent {
-		w.WriteHeader(status) // EventSource stops for good
-		return
+	http.Error(w, http.StatusText(status), status)
+}
+
+// likelyCause explains a failed upstream dial in a few words.
+func likelyCause(status int) string {
+	switch {
+	case status == http.StatusGatewayTimeout:
+		return "upstream did not answer in time"
+	case status == http.StatusBadGateway:
+		return "upstream unreachable, or it answered without switching to WebSocket"
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return "upstream refused the credentials or the origin forwarded"
+	case status == http.StatusNotFound:
+		return "no WebSocket endpoint at this path upstream"
+	case status == http.StatusBadRequest || status == http.StatusUpgradeRequired:
+		return "upstream rejected the handshake (subprotocol or version?)"
 	}
-	http.Error(w, err.Error(), status)
+	return "upstream refused the WebSocket handshake"
 }
 
 // run streams until the end, then detaches and logs the stream's line.
@@ -147,9 +165,9 @@ func (st *stream) run() {
 	b.opts.Metrics.streamStarted()
 	e := st.loop(end.c)
 	st.sub.Detach()
-	untrack()
 	b.opts.Metrics.streamEnded(e.by, e.slow)
 	st.logEnd(e)
+	untrack()
 }
 
 // loop is the stream's one select: client gone, proxy shutdown, session
@@ -158,6 +176,9 @@ func (st *stream) loop(end <-chan struct{}) ending {
 	b := st.b
 	if err := st.writePreamble(); err != nil {
 		return st.writeFailed(err)
+	}
+	if cap(st.buf) > keepBuf {
+		st.buf = nil // the padding
 	}
 	heartbeat := time.NewTimer(b.opts.Heartbeat)
 	defer heartbeat.Stop()
@@ -184,8 +205,14 @@ func (st *stream) loop(end <-chan struct{}) ending {
 			continue
 		}
 		heartbeat.Reset(b.opts.Heartbeat)
+		if cap(st.buf) > keepBuf {
+			st.buf = nil // a replay or a burst: do not hold its buffer while idle
+		}
 	}
 }
+
+// keepBuf is the largest write buffer a stream keeps between writes.
+const keepBuf = 4 << 10
 
 // writePreamble sends the headers, the padding comment, retry:, the
 // session event, the gap event of a lost session and, for a new session,
@@ -246,42 +273,42 @@ func (st *stream) shutdown() ending {
 // when the stream must end.
 func (st *stream) drain() (e ending, over bool) {
 	for {
-		batch := st.sub.Read(st.evs[:0], st.cursor, drainBatch)
-		st.msgsUp, st.bytesUp = batch.MsgsUp, batch.BytesUp
-		if batch.End != nil {
-			return st.detached(batch.End), true
+		news := st.sub.Read(st.evs[:0], st.cursor, drainBatch)
+		st.msgsUp, st.bytesUp = news.MsgsUp, news.BytesUp
+		if news.End != nil {
+			return st.detached(news.End), true
 		}
 		if !st.read {
 			st.read = true
-			st.liveFrom = batch.Head
-			st.msgsUp0, st.bytesUp0 = batch.MsgsUp, batch.BytesUp
-			if st.cursor > batch.Head { // a Last-Event-ID from the future: replay nothing
-				st.cursor = batch.Head
+			st.liveFrom = news.Head
+			st.msgsUp0, st.bytesUp0 = news.MsgsUp, news.BytesUp
+			if st.cursor > news.Head { // a Last-Event-ID from the future: replay nothing
+				st.cursor = news.Head
 			}
-			if batch.Lost > 0 {
-				st.lost = int64(batch.Lost)
+			if news.Lost > 0 {
+				st.lost = int64(news.Lost)
 				st.b.opts.Metrics.gap(st.lost)
 				st.buf = appendNamed(st.buf[:0], "gap", gapJSON(st.lost))
 				if err := st.write(st.buf); err != nil {
 					return st.writeFailed(err), true
 				}
 			}
-		} else if batch.Lost > 0 {
-			return st.tooSlow(fmt.Errorf("client too slow: %d events were dropped from the replay log before it read them", batch.Lost)), true
+		} else if news.Lost > 0 {
+			return st.tooSlow(fmt.Errorf("client too slow: %d events were dropped from the replay log before it read them", news.Lost)), true
 		}
-		if behind := batch.Head - max(st.cursor, st.liveFrom); behind > uint64(st.b.queueLen) {
+		if behind := news.Head - max(st.cursor, st.liveFrom); behind > uint64(st.b.queueLen) {
 			return st.tooSlow(fmt.Errorf("client too slow: %d events behind", behind)), true
 		}
-		if len(batch.Events) > 0 {
-			if err := st.writeEvents(batch.Events); err != nil {
+		if len(news.Events) > 0 {
+			if err := st.writeEvents(news.Events); err != nil {
 				return st.writeFailed(err), true
 			}
 		}
-		st.evs = batch.Events[:0]
-		if len(batch.Events) == drainBatch {
+		st.evs = news.Events[:0]
+		if len(news.Events) == drainBatch {
 			continue
 		}
-		if c := batch.Closed; c != nil && st.cursor >= batch.Head {
+		if c := news.Closed; c != nil && st.cursor >= news.Head {
 			return st.closeEvent(c), true
 		}
 		return ending{}, false
@@ -322,7 +349,7 @@ func (st *stream) writeEvents(evs []Event) error {
 
 // closeEvent writes the close event that ends a session the upstream
 // closed.
-func (st *stream) closeEvent(c *CloseInfo) ending {
+func (st *stream) closeEvent(c *closeInfo) ending {
 	e := ending{by: c.Leg.ClosedBy, err: c.Leg.Err, clientCode: c.Code, upstream: c.Leg.Code}
 	if err := st.write(appendNamed(st.buf[:0], "close", closeJSON(c.Code, c.Reason))); err != nil {
 		return st.writeFailed(err)
@@ -385,7 +412,7 @@ func (st *stream) logEnd(e ending) {
 		MsgsDown:     st.events,
 	}
 	id := logID(st.sid)
-	info := wsconn.ConnInfo{ID: id + "/" + strconv.FormatUint(streamSeq.Add(1), 10), Kind: "sse", Route: st.b.opts.Route, ClientIP: st.ip}
+	info := wsconn.ConnInfo{ID: id + "/" + strconv.FormatUint(st.b.streamSeq.Add(1), 10), Kind: "sse", Route: st.b.opts.Route, ClientIP: st.ip}
 	wsconn.LogEnd(st.b.log, info, res, func(ev *zerolog.Event) {
 		ev.Str("session", id).Bool("resumed", st.resumed).Int64("replayed", st.replayed)
 		switch {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -260,4 +261,37 @@ func TestUpstreamLost(t *testing.T) {
 		t.Errorf("got %q %q, want close 1011", ev.event, ev.data)
 	}
 	s.waitEnd()
+}
+
+// TestStreamHTTP2 streams over HTTP/2: no Connection header, and an idle
+// stream outlives its write deadline (which is cleared after each write;
+// on HTTP/2 a deadline that passes resets the stream).
+func TestStreamHTTP2(t *testing.T) {
+	h := newHarness(t, Options{WriteTimeout: 30 * time.Millisecond, Heartbeat: 150 * time.Millisecond})
+	srv := httptest.NewUnstartedServer(h.b)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	defer srv.CloseClientConnections()
+	plain := h.srv
+	t.Cleanup(plain.Close)
+	h.srv = srv
+	s := h.stream("/ws", nil)
+	if s.resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s, want HTTP/2", s.resp.Proto)
+	}
+	if got := s.resp.Header.Get("Connection"); got != "" {
+		t.Errorf("Connection header %q on HTTP/2", got)
+	}
+	s.session()
+	up := h.up.next(t)
+	for pings := 0; pings < 2; {
+		if ev := s.next(); ev.raw == ": ping\n\n" {
+			pings++
+		}
+	}
+	up.send(t, false, "after idling")
+	if ev := s.nextEvent(); ev.data != "after idling" {
+		t.Errorf("got %q", ev.data)
+	}
 }

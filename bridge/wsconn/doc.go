@@ -9,4 +9,9 @@
 // frames and timers go through WriteControl, which gorilla allows from any
 // goroutine, and are driven by one runtime timer per connection rather than a
 // goroutine, so an idle connection holds no ticker goroutine.
+//
+// A leg that is not relayed to another WebSocket (the SSE bridge's upstream
+// leg) is a Leg: the same read limit, liveness deadline, timer-driven pings,
+// per-write deadlines and bounded closing handshake, for one connection
+// whose reader and writers are the caller's.
 package wsconn

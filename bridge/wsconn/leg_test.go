@@ -71,10 +71,11 @@ func (r *rttCounter) Observe(float64) { r.n.Add(1) }
 
 func TestLegKeepalive(t *testing.T) {
 	rtt := &rttCounter{}
-	opts := Options{PingInterval: 10 * time.Millisecond, PongTimeout: 10 * time.Millisecond,
+	// The liveness window is 250ms; the peer stays silent for ten pings,
+	// 500ms, answering pings only.
+	opts := Options{PingInterval: 50 * time.Millisecond, PongTimeout: 200 * time.Millisecond,
 		Metrics: &Metrics{UpstreamPingRTT: prometheus.Observer(rtt)}}
 	l := legPeer(t, opts, func(c *websocket.Conn) {
-		// Stay silent for many liveness windows, answering pings only.
 		pings := 0
 		reply := c.PingHandler()
 		done := make(chan struct{})
