@@ -30,6 +30,9 @@ class StreamgateSocket extends EventTarget {
     this._connect();
   }
 
+  // the transport in use: "websocket" or "sse"
+  get transport() { return this._t === 'ws' ? 'websocket' : 'sse'; }
+
   _fire(e) {
     var h = this['on' + e.type];
     if (typeof h === 'function') h.call(this, e);

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,11 @@ import (
 	"github.com/streamgate/streamgate/proxy"
 )
 
+// sideBySide is the demo page that uses client.js.
+//
+//go:embed side-by-side.html
+var sideBySide []byte
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -40,11 +46,19 @@ func run() error {
 
 	backend := app.New(app.Options{})
 	defer backend.Close()
+	// The demo adds one page to the legacy app: the same stream over a
+	// plain WebSocket and over StreamgateSocket, side by side.
+	mux := http.NewServeMux()
+	mux.Handle("/", backend)
+	mux.HandleFunc("GET /side-by-side", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(sideBySide)
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listen backend: %w", err)
 	}
-	backendSrv := &http.Server{Handler: backend, ReadHeaderTimeout: 10 * time.Second}
+	backendSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := backendSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintln(os.Stderr, "demo backend:", err)
@@ -67,6 +81,7 @@ func run() error {
 	}
 	fmt.Printf("\n  legacy backend (WebSocket only): http://%s/\n", ln.Addr())
 	fmt.Printf("  streamgate in front of it:       http://%s/   <- open this\n", srv.Addr())
+	fmt.Printf("  WebSocket vs SSE side by side:   http://%s/side-by-side\n", srv.Addr())
 	if a := srv.AdminAddr(); a != nil {
 		fmt.Printf("  metrics:                         http://%s/metrics\n", a)
 	}
