@@ -1,7 +1,6 @@
 package wsconn
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -100,21 +99,7 @@ func (l *Leg) configure() {
 		l.conn.SetReadLimit(l.opts.MaxMessageSize)
 	}
 	l.extendDeadline()
-	replyPong := l.conn.PingHandler()
-	l.conn.SetPingHandler(func(data string) error {
-		l.extendDeadline()
-		return replyPong(data)
-	})
-	l.conn.SetPongHandler(func(data string) error {
-		l.extendDeadline()
-		if l.rtt != nil && len(data) == 8 {
-			sent := int64(binary.BigEndian.Uint64([]byte(data)))
-			if d := time.Now().UnixNano() - sent; d >= 0 && d < int64(time.Hour) {
-				l.rtt.Observe(time.Duration(d).Seconds())
-			}
-		}
-		return nil
-	})
+	installHandlers(l.conn, l.extendDeadline, l.rtt)
 }
 
 // extendDeadline gives the peer another liveness window; without pings
@@ -193,10 +178,8 @@ func (l *Leg) ping() {
 	if l.stopped || l.closing.Load() {
 		return
 	}
-	var payload [8]byte
 	now := time.Now()
-	binary.BigEndian.PutUint64(payload[:], uint64(now.UnixNano()))
-	_ = l.conn.WriteControl(websocket.PingMessage, payload[:], now.Add(l.opts.WriteTimeout))
+	_ = l.conn.WriteControl(websocket.PingMessage, pingPayload(now), now.Add(l.opts.WriteTimeout))
 	l.timer.Reset(l.opts.PingInterval)
 }
 
@@ -213,26 +196,6 @@ func (l *Leg) End(err error, peer ClosedBy) LegEnd {
 		}
 		return e
 	}
-	var ce *websocket.CloseError
-	var ne net.Error
-	switch {
-	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
-		e.Code, e.Reason = ce.Code, ce.Text
-	case errors.As(err, &ce):
-		e.Err = fmt.Errorf("%s connection ended without a close frame", peer)
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has sent 1009 to the peer.
-		e.ClosedBy, e.Code = ClosedByError, websocket.CloseMessageTooBig
-		e.Err = fmt.Errorf("%s sent a message larger than %d bytes", peer, l.opts.MaxMessageSize)
-	case errors.As(err, &ne) && ne.Timeout():
-		e.ClosedBy = ClosedByPingTimeout
-		e.Err = fmt.Errorf("%s sent no frame, not even a pong, for %s", peer, l.opts.PingInterval+l.opts.PongTimeout)
-	case errors.As(err, &ne):
-		e.Err = fmt.Errorf("read %s: %w", peer, err)
-	default:
-		// A protocol violation; gorilla has sent 1002 to the peer.
-		e.ClosedBy, e.Code = ClosedByError, websocket.CloseProtocolError
-		e.Err = fmt.Errorf("read %s: %w", peer, err)
-	}
-	return e
+	re := classifyRead(err, string(peer), peer, l.opts)
+	return LegEnd{ClosedBy: re.by, Code: re.code, Reason: re.reason, Err: re.err}
 }

@@ -2,7 +2,6 @@ package wsconn
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -218,22 +217,7 @@ func (r *Relay) configure(s side) {
 		c.SetReadLimit(r.opts.MaxMessageSize)
 	}
 	r.extendDeadline(c)
-	replyPong := c.PingHandler()
-	c.SetPingHandler(func(data string) error {
-		r.extendDeadline(c)
-		return replyPong(data)
-	})
-	rtt := r.rttObserver(s)
-	c.SetPongHandler(func(data string) error {
-		r.extendDeadline(c)
-		if rtt != nil && len(data) == 8 {
-			sent := int64(binary.BigEndian.Uint64([]byte(data)))
-			if d := time.Now().UnixNano() - sent; d >= 0 && d < int64(time.Hour) {
-				rtt.Observe(time.Duration(d).Seconds())
-			}
-		}
-		return nil
-	})
+	installHandlers(c, func() { r.extendDeadline(c) }, r.rttObserver(s))
 }
 
 func (r *Relay) rttObserver(s side) prometheus.Observer {
@@ -321,39 +305,19 @@ func (r *Relay) readFailed(s side, err error) {
 	if r.ended.Load() {
 		return // our own close: the echo, a reset or the hard close
 	}
-	e := ending{codes: [2]int{websocket.CloseAbnormalClosure, websocket.CloseAbnormalClosure}}
-	e.send[1-s] = s.lost()
-	e.codes[1-s] = e.send[1-s].code
-	var ce *websocket.CloseError
-	var ne net.Error
+	re := classifyRead(err, s.String(), s.closedBy(), r.opts)
+	e := ending{by: re.by, err: re.err}
+	e.codes[s] = re.code
 	switch {
-	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
-		// A clean close: gorilla has echoed it; pass code and reason on.
-		e.by = s.closedBy()
-		e.codes = [2]int{ce.Code, ce.Code}
-		e.send[1-s] = &closeFrame{ce.Code, ce.Text}
-	case errors.As(err, &ce):
-		e.by = s.closedBy()
-		e.err = fmt.Errorf("%s connection ended without a close frame", s)
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has sent 1009 to the sender.
-		e.by = ClosedByError
-		e.err = fmt.Errorf("%s sent a message larger than %d bytes", s, r.opts.MaxMessageSize)
-		e.codes[s] = websocket.CloseMessageTooBig
+	case re.clean:
+		// Pass the peer's code and reason on.
+		e.send[1-s] = &closeFrame{re.code, re.reason}
+	case re.code == websocket.CloseMessageTooBig:
 		e.send[1-s] = &closeFrame{websocket.CloseGoingAway, "peer message too big"}
-		e.codes[1-s] = websocket.CloseGoingAway
-	case errors.As(err, &ne) && ne.Timeout():
-		e.by = ClosedByPingTimeout
-		e.err = fmt.Errorf("%s sent no frame, not even a pong, for %s", s, r.opts.PingInterval+r.opts.PongTimeout)
-	case errors.As(err, &ne):
-		e.by = s.closedBy()
-		e.err = fmt.Errorf("read %s: %w", s, err)
 	default:
-		// A protocol violation; gorilla has sent 1002 to the sender.
-		e.by = ClosedByError
-		e.err = fmt.Errorf("read %s: %w", s, err)
-		e.codes[s] = websocket.CloseProtocolError
+		e.send[1-s] = s.lost()
 	}
+	e.codes[1-s] = e.send[1-s].code
 	r.end(e)
 }
 
@@ -416,13 +380,12 @@ func (r *Relay) tick() {
 		return
 	}
 	if r.opts.PingInterval > 0 && !now.Before(r.nextPing) {
-		var payload [8]byte
-		binary.BigEndian.PutUint64(payload[:], uint64(now.UnixNano()))
+		payload := pingPayload(now)
 		deadline := now.Add(r.opts.WriteTimeout)
 		// A failed ping needs no action here: the leg's read deadline
 		// expires and the reader reports ping_timeout.
-		_ = r.legs[client].WriteControl(websocket.PingMessage, payload[:], deadline)
-		_ = r.legs[upstream].WriteControl(websocket.PingMessage, payload[:], deadline)
+		_ = r.legs[client].WriteControl(websocket.PingMessage, payload, deadline)
+		_ = r.legs[upstream].WriteControl(websocket.PingMessage, payload, deadline)
 		r.nextPing = time.Now().Add(r.opts.PingInterval)
 	}
 	r.timer.Reset(r.nextWake(time.Now()))

@@ -1,0 +1,83 @@
+package wsconn
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// pingPayload is a ping's application data: its send time, so that the
+// pong, which echoes it, gives the round trip.
+func pingPayload(now time.Time) []byte {
+	var p [8]byte
+	binary.BigEndian.PutUint64(p[:], uint64(now.UnixNano()))
+	return p[:]
+}
+
+// installHandlers sets c's control frame handlers, which run in the
+// goroutine reading c: every ping and pong calls extend (the liveness
+// deadline), pings are answered, and pongs carrying our payload feed rtt
+// (nil: none).
+func installHandlers(c *websocket.Conn, extend func(), rtt prometheus.Observer) {
+	replyPong := c.PingHandler()
+	c.SetPingHandler(func(data string) error {
+		extend()
+		return replyPong(data)
+	})
+	c.SetPongHandler(func(data string) error {
+		extend()
+		if rtt != nil && len(data) == 8 {
+			sent := int64(binary.BigEndian.Uint64([]byte(data)))
+			if d := time.Now().UnixNano() - sent; d >= 0 && d < int64(time.Hour) {
+				rtt.Observe(time.Duration(d).Seconds())
+			}
+		}
+		return nil
+	})
+}
+
+// readEnd is how reading a leg ended.
+type readEnd struct {
+	by ClosedBy
+	// code and reason are what the peer sent, 1006 for no close frame,
+	// or what gorilla sent the peer for its violation (1002, 1009).
+	code   int
+	reason string
+	// clean is true for a close handshake started by the peer.
+	clean bool
+	err   error
+}
+
+// classifyRead names the end of a leg whose reader failed with err; peer
+// is the leg's name in messages and peerBy its ClosedBy.
+func classifyRead(err error, peer string, peerBy ClosedBy, opts Options) readEnd {
+	e := readEnd{by: peerBy, code: websocket.CloseAbnormalClosure}
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
+		// gorilla has echoed the close frame.
+		e.code, e.reason, e.clean = ce.Code, ce.Text, true
+	case errors.As(err, &ce):
+		e.err = fmt.Errorf("%s connection ended without a close frame", peer)
+	case errors.Is(err, websocket.ErrReadLimit):
+		// gorilla has sent 1009 to the peer.
+		e.by, e.code = ClosedByError, websocket.CloseMessageTooBig
+		e.err = fmt.Errorf("%s sent a message larger than %d bytes", peer, opts.MaxMessageSize)
+	case errors.As(err, &ne) && ne.Timeout():
+		e.by = ClosedByPingTimeout
+		e.err = fmt.Errorf("%s sent no frame, not even a pong, for %s", peer, opts.PingInterval+opts.PongTimeout)
+	case errors.As(err, &ne):
+		e.err = fmt.Errorf("read %s: %w", peer, err)
+	default:
+		// A protocol violation; gorilla has sent 1002 to the peer.
+		e.by, e.code = ClosedByError, websocket.CloseProtocolError
+		e.err = fmt.Errorf("read %s: %w", peer, err)
+	}
+	return e
+}
