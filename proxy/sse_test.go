@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/proxy"
 )
 
 // sseEvent is one dispatched Server-Sent Event.
@@ -225,5 +227,48 @@ func TestReloadRefusesInvalidConfig(t *testing.T) {
 	_ = c.WriteMessage(websocket.TextMessage, []byte("still serving"))
 	if _, p, err := c.ReadMessage(); err != nil || string(p) != "still serving" {
 		t.Errorf("after refused reload: %q %v", p, err)
+	}
+}
+
+// TestShutdownEndsSSEWithRetryHint checks the drain ends an SSE stream with
+// a retry: hint (so EventSource reconnects elsewhere and resumes) and counts
+// it in the drain summary.
+func TestShutdownEndsSSEWithRetryHint(t *testing.T) {
+	_, upstream := newPushBackend(t)
+	cfg := testConfig(upstream)
+	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
+	cfg.Timeouts.Shutdown = config.Duration(3 * time.Second)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	logs, logger := newLogLines(t)
+	srv, err := proxy.New(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	st := openSSE(t, httpURL(srv, "/live/feed"), nil)
+	st.next(t) // session
+	cancel()
+	var sawRetry bool
+	for {
+		line, err := st.rd.ReadString('\n')
+		if strings.HasPrefix(line, "retry: ") {
+			sawRetry = true
+		}
+		if err != nil {
+			break // the stream ended
+		}
+	}
+	if !sawRetry {
+		t.Error("stream ended without a retry: hint")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if line := logs.wait(t, time.Second, msgContains("drained")); line["sse_closed"] != 1.0 {
+		t.Errorf("drain summary: %v", line)
 	}
 }
