@@ -39,6 +39,7 @@ func chromium(t *testing.T) *cdp {
 	cmd := exec.CommandContext(ctx, bin,
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 		"--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+		"--ignore-certificate-errors", // the HTTP/2 test's server has a throwaway certificate
 		"--user-data-dir="+t.TempDir(), "--remote-debugging-port=0", "about:blank")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -389,6 +390,15 @@ window.result = new Promise((resolve) => {
   };
 });
 </script>`,
+	// Ten EventSources to one https origin: over HTTP/1.1 a browser opens
+	// at most six connections per origin and the rest would stall; over
+	// HTTP/2 they share one connection.
+	"ten.html": `<!doctype html><script>
+window.result = Promise.all(Array.from({length: 10}, (_, i) => new Promise((resolve) => {
+  const es = new EventSource('/echo?greet=1&n=' + i);
+  es.onmessage = (e) => { es.close(); resolve(e.data); };
+})));
+</script>`,
 	// A plain EventSource reconnecting before any message: the id-only
 	// block makes it resume its session.
 	"quiet.html": `<!doctype html><script>
@@ -455,6 +465,41 @@ func TestBrowserClientJS(t *testing.T) {
 				t.Errorf("protocol %q, want %q", r.Protocol, want)
 			}
 		})
+	}
+}
+
+// TestBrowserTenEventSourcesHTTP2 opens ten bridged streams from one page
+// to an https origin served with HTTP/2: all ten must receive an event.
+func TestBrowserTenEventSourcesHTTP2(t *testing.T) {
+	d := chromium(t)
+	s := newSite(t)
+	var protos sync.Map
+	inner := s.direct.Config.Handler
+	h2 := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, true)
+		inner.ServeHTTP(w, r)
+	}))
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	t.Cleanup(func() { h2.CloseClientConnections(); h2.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tab := d.open(t, ctx, h2.URL+"/page/ten.html")
+	var got []string
+	d.await(t, ctx, tab, "result", &got)
+	if len(got) != 10 {
+		t.Fatalf("%d of 10 EventSources received an event: %v", len(got), got)
+	}
+	for i, g := range got {
+		if g != "greet 1" {
+			t.Errorf("stream %d got %q", i, g)
+		}
+	}
+	if _, ok := protos.Load("HTTP/2.0"); !ok {
+		t.Error("the page was not served over HTTP/2")
+	}
+	if _, ok := protos.Load("HTTP/1.1"); ok {
+		t.Error("some requests came over HTTP/1.1")
 	}
 }
 
