@@ -7,6 +7,7 @@
 //
 //	streamgate [-config FILE]            run (default ./proxy.yaml)
 //	streamgate validate [-config FILE]   check a config, print every problem
+//	streamgate probe [flags] URL         diagnose a WebSocket (or, with -sse, SSE) endpoint
 //	streamgate version                   print the version
 package main
 
@@ -38,8 +39,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "streamgate", version)
 		return 0
 	case "probe":
-		fmt.Fprintln(stderr, "streamgate probe: not built yet (tracked in issue 5)")
-		return 2
+		return probe(args, stdout, stderr)
 	case "help":
 		usage(stdout)
 		return 0
@@ -54,6 +54,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   streamgate [-config FILE]            run the proxy (default config ./proxy.yaml)
   streamgate validate [-config FILE]   check a config and print every problem
+  streamgate probe [flags] URL         diagnose a ws://, wss:// (or with -sse, http(s)://) endpoint
+                                       as a client would; "streamgate probe -h" lists the flags
   streamgate version                   print the version
 Every config key can be overridden with STREAMGATE_<PATH>, e.g. STREAMGATE_UPSTREAM.
 `)
