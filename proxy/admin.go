@@ -23,7 +23,7 @@ func (s *Server) adminHandler() http.Handler {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
-		if err := s.ready.check(r); err != nil {
+		if err := s.table.Load().ready.check(r); err != nil {
 			http.Error(w, "upstream unreachable: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

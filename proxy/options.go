@@ -26,6 +26,7 @@ type routeTable struct {
 	limits    config.Limits
 	timeouts  config.Timeouts
 	transport *http.Transport
+	ready     *readiness // /readyz's check of the top-level upstream
 }
 
 // route is one entry of the table, its settings already merged with the
@@ -61,12 +62,16 @@ func (s *Server) buildTable(cfg *config.Config) (*routeTable, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.UpstreamTLS.InsecureSkipVerify {
+		s.logger.Warn().Msg("upstream_tls.insecure_skip_verify is on: upstream certificates are NOT verified; anyone on the path can impersonate the app")
+	}
 	dialWait := cfg.Timeouts.UpstreamDial.Std()
 	t := &routeTable{
 		trusted:   parseTrusted(cfg.TrustedProxies),
 		limits:    cfg.Limits,
 		timeouts:  cfg.Timeouts,
 		transport: newTransport(dialWait, upTLS),
+		ready:     newReadiness(cfg.Upstream, dialWait),
 	}
 	dialer := wsconn.NewDialer(wsconn.DialOptions{Timeout: dialWait, TLSConfig: upTLS, BufferPool: s.bufferPool})
 	for _, r := range cfg.EffectiveRoutes() {

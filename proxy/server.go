@@ -45,7 +45,6 @@ type Server struct {
 	conns    *registry
 	limiter  *limiter
 	draining atomic.Bool
-	ready    *readiness
 
 	public, secure, admin       *http.Server
 	publicLn, secureLn, adminLn net.Listener
@@ -68,10 +67,6 @@ func New(cfg *config.Config, logger zerolog.Logger) (*Server, error) {
 	s.bridgeMetrics, s.bridgeLegMetrics = s.metrics.bridgeMetrics(s.registry)
 	if _, err := s.swapTable(cfg); err != nil {
 		return nil, err
-	}
-	s.ready = newReadiness(cfg.Upstream, cfg.Timeouts.UpstreamDial.Std())
-	if cfg.UpstreamTLS.InsecureSkipVerify {
-		logger.Warn().Msg("upstream_tls.insecure_skip_verify is on: upstream certificates are NOT verified; anyone on the path can impersonate the app")
 	}
 
 	if err := s.listen(cfg); err != nil {
