@@ -17,7 +17,7 @@ class StreamgateSocket extends EventTarget {
     this._o = Object.assign({
       transport: 'auto', openTimeout: 5000, shortLived: 3000,
       minDelay: 500, maxDelay: 30000, maxRetries: 20,
-      retryCodes: [1006, 1012, 1013], withCredentials: false
+      retryCodes: [1001, 1006, 1011, 1012, 1013, 1014], withCredentials: false
     }, options);
     this.readyState = this.bufferedAmount = this._tries = 0;
     this.protocol = this.extensions = '';

@@ -28,12 +28,15 @@ import (
 // options.openTimeout, 5s), or closes with 1006 within options.shortLived
 // (3s) of opening (what was sent meanwhile is sent again over SSE, and a
 // gap event tells of the new upstream connection); the transport that
-// worked is remembered for the page's lifetime. Reconnects use jittered exponential backoff (options.minDelay
+// worked is remembered for the page's lifetime. Reconnects use jittered
+// exponential backoff (options.minDelay
 // 500ms to options.maxDelay 30s, giving up after options.maxRetries, 20,
 // failures in a row) and resume with Last-Event-ID. The page sees one
 // open and one close: onclose fires when the upstream closed the
 // connection, close() was called, or reconnecting gave up. Close codes in
-// options.retryCodes (1006, 1012, 1013) reconnect instead. send() queues
+// options.retryCodes reconnect instead: 1001 (a proxy or server going away,
+// as in a rolling deploy), 1006, 1011 (the upstream was lost, as when the
+// app restarts), 1012, 1013 and 1014. send() queues
 // while a reconnect or a POST is in progress; POSTs go one at a time, so
 // messages keep their order. options.transport forces "websocket" or
 // "sse"; options.withCredentials sends cookies cross-origin. close() on
