@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/rs/zerolog"
+
 	"github.com/streamgate/streamgate/bridge/wsconn"
 )
 
@@ -44,7 +46,11 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error, t
 		status, cause = http.StatusGatewayTimeout, "upstream timed out"
 	}
 	s.metrics.upstreamErr.WithLabelValues(strconv.Itoa(status)).Inc()
-	s.logger.Warn().Err(err).
+	level := zerolog.WarnLevel
+	if errors.Is(err, wsconn.ErrBackingOff) {
+		level = zerolog.DebugLevel // the dial guard logs the burst
+	}
+	s.logger.WithLevel(level).Err(err).
 		Str("method", r.Method).Str("path", r.URL.Path).
 		Str("client_ip", t.trusted.clientIP(r)).
 		Int("status", status).Msg(cause)

@@ -66,14 +66,18 @@ func (s *Server) buildTable(cfg *config.Config) (*routeTable, error) {
 		s.logger.Warn().Msg("upstream_tls.insecure_skip_verify is on: upstream certificates are NOT verified; anyone on the path can impersonate the app")
 	}
 	dialWait := cfg.Timeouts.UpstreamDial.Std()
+	// Every upstream connection, HTTP, WebSocket or SSE bridge, is dialled
+	// through one guard, which backs off from an upstream that is down.
+	guard := wsconn.NewDialGuard(&net.Dialer{Timeout: dialWait, KeepAlive: 30 * time.Second}, s.logger)
 	t := &routeTable{
 		trusted:   parseTrusted(cfg.TrustedProxies),
 		limits:    cfg.Limits,
 		timeouts:  cfg.Timeouts,
-		transport: newTransport(dialWait, upTLS),
+		transport: newTransport(guard, dialWait, upTLS),
 		ready:     newReadiness(cfg.Upstream, dialWait),
 	}
-	dialer := wsconn.NewDialer(wsconn.DialOptions{Timeout: dialWait, TLSConfig: upTLS, BufferPool: s.bufferPool})
+	dialer := wsconn.NewDialer(wsconn.DialOptions{Timeout: dialWait, TLSConfig: upTLS, BufferPool: s.bufferPool,
+		NetDialContext: guard.DialContext})
 	for _, r := range cfg.EffectiveRoutes() {
 		target, err := url.Parse(cfg.UpstreamFor(r))
 		if err != nil {
@@ -161,10 +165,9 @@ func relayOptions(ws config.WebSocket) wsconn.Options {
 
 // newTransport is the HTTP client transport to the upstream. It never uses
 // an environment proxy: a sidecar talks to its app directly.
-func newTransport(dialWait time.Duration, tlsConf *tls.Config) *http.Transport {
-	d := &net.Dialer{Timeout: dialWait, KeepAlive: 30 * time.Second}
+func newTransport(guard *wsconn.DialGuard, dialWait time.Duration, tlsConf *tls.Config) *http.Transport {
 	return &http.Transport{
-		DialContext:           d.DialContext,
+		DialContext:           guard.DialContext,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   dialWait,
 		MaxIdleConns:          1024,

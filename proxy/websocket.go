@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -118,7 +119,11 @@ func (s *Server) dialUpstream(w http.ResponseWriter, r *http.Request, t *routeTa
 		status, cause = http.StatusGatewayTimeout, "upstream dial timed out after "+rt.dialWait.String()
 	}
 	s.metrics.upstreamErr.WithLabelValues(strconv.Itoa(status)).Inc()
-	log.Warn().Err(err).Str("upstream", target).Int("status", status).Msg(cause)
+	level := zerolog.WarnLevel
+	if errors.Is(err, wsconn.ErrBackingOff) {
+		level = zerolog.DebugLevel // the dial guard logs the burst
+	}
+	log.WithLevel(level).Err(err).Str("upstream", target).Int("status", status).Msg(cause)
 	http.Error(w, http.StatusText(status)+": "+cause, status)
 	return nil, nil, false
 }
@@ -182,7 +187,7 @@ var handshakeHeaders = map[string]bool{
 	"Host": true, "Connection": true, "Upgrade": true, "Keep-Alive": true, "Proxy-Connection": true,
 	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Proxy-Authorization": true, "Proxy-Authenticate": true,
 	"Sec-Websocket-Key": true, "Sec-Websocket-Version": true, "Sec-Websocket-Extensions": true,
-	"Sec-Websocket-Protocol": true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
+	"Sec-Websocket-Protocol": true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true, "Forwarded": true,
 }
 
 // upstreamHeader is the header of the upstream handshake: the client's

@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"strings"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
@@ -38,9 +39,11 @@ func CloseMessage(code int, reason string) []byte {
 	return websocket.FormatCloseMessage(code, truncateReason(reason))
 }
 
-// truncateReason cuts s to at most maxCloseReason bytes without splitting a
-// UTF-8 sequence.
+// truncateReason drops bytes that are not UTF-8 (a close reason must be
+// UTF-8, or the peer fails the connection) and cuts s to at most
+// maxCloseReason bytes without splitting a character.
 func truncateReason(s string) string {
+	s = strings.ToValidUTF8(s, "")
 	if len(s) <= maxCloseReason {
 		return s
 	}

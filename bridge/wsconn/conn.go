@@ -32,6 +32,10 @@ type DialOptions struct {
 	// BufferPool, when set, is shared with Upgraders so idle connections
 	// hold no write buffer. Nil gives the Dialer a pool of its own.
 	BufferPool websocket.BufferPool
+	// NetDialContext, when set, opens the TCP connections (a DialGuard's
+	// DialContext, say); it must honour its context's deadline. Nil means
+	// a plain net.Dialer with Timeout.
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // readBufferSize is each leg's read buffer, held for the connection's whole
@@ -56,9 +60,12 @@ func NewDialer(opts DialOptions) *websocket.Dialer {
 	if pool == nil {
 		pool = NewBufferPool()
 	}
-	nd := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	dial := opts.NetDialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	return &websocket.Dialer{
-		NetDialContext:   nd.DialContext,
+		NetDialContext:   dial,
 		HandshakeTimeout: timeout,
 		TLSClientConfig:  opts.TLSConfig,
 		ReadBufferSize:   readBufferSize,

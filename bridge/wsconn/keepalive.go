@@ -50,7 +50,10 @@ type readEnd struct {
 	reason string
 	// clean is true for a close handshake started by the peer.
 	clean bool
-	err   error
+	// tell is the close frame the peer must get for a rule it broke
+	// (1009, 1007), nil otherwise.
+	tell *closeFrame
+	err  error
 }
 
 // classifyRead names the end of a leg whose reader failed with err; peer
@@ -66,9 +69,13 @@ func classifyRead(err error, peer string, peerBy ClosedBy, opts Options) readEnd
 	case errors.As(err, &ce):
 		e.err = fmt.Errorf("%s connection ended without a close frame", peer)
 	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has sent 1009 to the peer.
 		e.by, e.code = ClosedByError, websocket.CloseMessageTooBig
+		e.tell = &closeFrame{e.code, "message too big"}
 		e.err = fmt.Errorf("%s sent a message larger than %d bytes", peer, opts.MaxMessageSize)
+	case errors.Is(err, ErrInvalidUTF8):
+		e.by, e.code = ClosedByError, websocket.CloseInvalidFramePayloadData
+		e.tell = &closeFrame{e.code, "invalid UTF-8 in a text message"}
+		e.err = fmt.Errorf("%s sent a text message that is not UTF-8", peer)
 	case errors.As(err, &ne) && ne.Timeout():
 		e.by = ClosedByPingTimeout
 		e.err = fmt.Errorf("%s sent no frame, not even a pong, for %s", peer, opts.PingInterval+opts.PongTimeout)

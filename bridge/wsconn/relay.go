@@ -244,30 +244,16 @@ func (r *Relay) copyToUpstream() { r.pump(client) }
 // copyToClient relays upstream messages to the client.
 func (r *Relay) copyToClient() { r.pump(upstream) }
 
-// errReader remembers the error of the reader it wraps, so that a failed
-// copy can tell a read failure from a write failure.
-type errReader struct {
-	r   io.Reader
-	err error
-}
-
-func (e *errReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF {
-		e.err = err
-	}
-	return n, err
-}
-
 // pump reads messages from leg from and writes each to the other leg,
 // streaming it frame by frame, until either leg fails or the relay ends.
 func (r *Relay) pump(from side) {
 	src, dst := r.legs[from], r.legs[1-from]
-	er := &errReader{}
+	er := &messageReader{limit: r.opts.MaxMessageSize}
 	for {
 		mt, rd, err := src.NextReader()
 		if err != nil {
 			r.readFailed(from, err)
+			r.lingerAfterRefusal(src, err)
 			return
 		}
 		if r.ended.Load() {
@@ -282,7 +268,7 @@ func (r *Relay) pump(from side) {
 			r.writeFailed(1-from, err)
 			return
 		}
-		er.r, er.err = rd, nil
+		er.reset(rd, mt)
 		n, err := io.Copy(w, er)
 		if err == nil {
 			err = w.Close()
@@ -290,6 +276,7 @@ func (r *Relay) pump(from side) {
 		if err != nil {
 			if er.err != nil {
 				r.readFailed(from, er.err)
+				r.lingerAfterRefusal(src, er.err)
 			} else {
 				r.writeFailed(1-from, err)
 			}
@@ -312,13 +299,34 @@ func (r *Relay) readFailed(s side, err error) {
 	case re.clean:
 		// Pass the peer's code and reason on.
 		e.send[1-s] = &closeFrame{re.code, re.reason}
-	case re.code == websocket.CloseMessageTooBig:
-		e.send[1-s] = &closeFrame{websocket.CloseGoingAway, "peer message too big"}
+	case re.tell != nil:
+		// The sender broke a rule (size, UTF-8): tell it why. gorilla
+		// has sent 1009 itself for some oversize frames; it never sends
+		// a second close frame.
+		_ = r.legs[s].WriteControl(websocket.CloseMessage, CloseMessage(re.tell.code, re.tell.reason), time.Now().Add(r.opts.CloseTimeout))
+		e.send[1-s] = &closeFrame{websocket.CloseGoingAway, "peer broke the protocol"}
 	default:
 		e.send[1-s] = s.lost()
 	}
 	e.codes[1-s] = e.send[1-s].code
 	r.end(e)
+}
+
+// lingerTimeout bounds how long the rest of a refused message is read and
+// dropped after its sender was told why.
+const lingerTimeout = time.Second
+
+// lingerAfterRefusal reads and drops what the sender of a refused message
+// (too big, or not UTF-8) is still sending, for a moment, so that closing
+// the connection does not reset it: a TCP close with unread data sends
+// RST, and the peer may then lose the close frame before reading it.
+func (r *Relay) lingerAfterRefusal(c *websocket.Conn, err error) {
+	if !errors.Is(err, websocket.ErrReadLimit) && !errors.Is(err, ErrInvalidUTF8) {
+		return
+	}
+	nc := c.NetConn()
+	_ = nc.SetReadDeadline(time.Now().Add(min(lingerTimeout, r.opts.CloseTimeout)))
+	_, _ = io.Copy(io.Discard, nc)
 }
 
 // writeFailed ends the relay after writing to leg s failed with err: the
