@@ -399,6 +399,24 @@ window.result = Promise.all(Array.from({length: 10}, (_, i) => new Promise((reso
   es.onmessage = (e) => { es.close(); resolve(e.data); };
 })));
 </script>`,
+	// client.js over SSE while the upstream dies: the page must see no
+	// close, one gap (continuity broke) and the stream again.
+	"restart.html": `<!doctype html><script src="/.streamgate/client.js"></script><script>
+const r = {opens: 0, closes: 0, gaps: [], got: []};
+let phase1;
+window.phase1 = new Promise((res) => { phase1 = res; });
+window.result = new Promise((resolve) => {
+  const s = new StreamgateSocket('/echo?greet=1', [], {transport: 'sse', minDelay: 50, maxDelay: 200});
+  s.onopen = () => r.opens++;
+  s.onclose = (e) => { r.closes++; r.code = e.code; resolve(r); };
+  s.addEventListener('gap', (e) => r.gaps.push(String(e.detail.lost)));
+  s.onmessage = (e) => {
+    r.got.push(e.data);
+    if (r.got.length === 1) phase1(1);
+    if (r.got.length === 2) { r.transport = s.transport; resolve(r); }
+  };
+});
+</script>`,
 	// A plain EventSource reconnecting before any message: the id-only
 	// block makes it resume its session.
 	"quiet.html": `<!doctype html><script>
@@ -500,6 +518,36 @@ func TestBrowserTenEventSourcesHTTP2(t *testing.T) {
 	}
 	if _, ok := protos.Load("HTTP/1.1"); ok {
 		t.Error("some requests came over HTTP/1.1")
+	}
+}
+
+// TestBrowserUpstreamRestart kills the upstream connection under a page
+// using client.js over SSE: the page keeps its one logical connection,
+// reconnects to a fresh session and is told continuity broke with a gap.
+func TestBrowserUpstreamRestart(t *testing.T) {
+	d := chromium(t)
+	s := newSite(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tab := d.open(t, ctx, s.intermediary.URL+"/page/restart.html")
+	var n int
+	d.await(t, ctx, tab, "phase1", &n)
+	up := s.h.up.next(t)
+	_ = up.c.UnderlyingConn().Close() // the app dies: no close frame
+	var r struct {
+		Opens, Closes, Code int
+		Gaps, Got          []string
+		Transport          string
+	}
+	d.await(t, ctx, tab, "result", &r)
+	if r.Opens != 1 || r.Closes != 0 {
+		t.Errorf("page saw %d opens and %d closes (code %d), want 1 and 0", r.Opens, r.Closes, r.Code)
+	}
+	if fmt.Sprint(r.Gaps) != "[unknown]" {
+		t.Errorf("gap events %v, want one with lost unknown", r.Gaps)
+	}
+	if fmt.Sprint(r.Got) != "[greet 1 greet 1]" || r.Transport != "sse" {
+		t.Errorf("messages %v over %s, want the greeting from each upstream connection over sse", r.Got, r.Transport)
 	}
 }
 
