@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,5 +272,83 @@ func TestShutdownEndsSSEWithRetryHint(t *testing.T) {
 	}
 	if line := logs.wait(t, time.Second, msgContains("drained")); line["sse_closed"] != 1.0 {
 		t.Errorf("drain summary: %v", line)
+	}
+}
+
+// TestShutdownUnderSSELoadLosesNoAcknowledgedMessage drains the proxy while
+// SSE clients post through the back-channel as fast as they can: every POST
+// answered 202 must have reached the upstream, and the drain must finish
+// within timeouts.shutdown.
+func TestShutdownUnderSSELoadLosesNoAcknowledgedMessage(t *testing.T) {
+	var received atomic.Int64
+	var handlers sync.WaitGroup
+	be := wsBackend(t, nil, func(c *websocket.Conn, _ *http.Request) {
+		handlers.Add(1)
+		defer handlers.Done()
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+			received.Add(1)
+		}
+	})
+	cfg := testConfig(be.URL)
+	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
+	cfg.Timeouts.Shutdown = config.Duration(4 * time.Second)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	_, logger := newLogLines(t)
+	srv, err := proxy.New(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+
+	const clients = 10
+	var acked atomic.Int64
+	var posters sync.WaitGroup
+	for i := range clients {
+		st := openSSE(t, httpURL(srv, fmt.Sprintf("/live/feed?c=%d", i)), nil)
+		var sess struct{ Send string }
+		if err := json.Unmarshal([]byte(st.next(t).data), &sess); err != nil {
+			t.Fatal(err)
+		}
+		posters.Add(1)
+		go func() {
+			defer posters.Done()
+			client := &http.Client{Timeout: 5 * time.Second}
+			for n := 0; ; n++ {
+				resp, err := client.Post(httpURL(srv, sess.Send), "text/plain", strings.NewReader(fmt.Sprintf("msg %d", n)))
+				if err != nil {
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					return
+				}
+				acked.Add(1)
+			}
+		}()
+	}
+	for acked.Load() < 500 {
+		runtime.Gosched()
+	}
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	drain := time.Since(start)
+	posters.Wait()
+	handlers.Wait() // the upstream has read everything it was sent
+	t.Logf("drained in %s with %d messages acknowledged, %d received upstream", drain, acked.Load(), received.Load())
+	if received.Load() < acked.Load() {
+		t.Errorf("%d messages acknowledged with 202 but only %d reached the upstream", acked.Load(), received.Load())
+	}
+	if drain > 4*time.Second+time.Second {
+		t.Errorf("drain took %s, budget 4s", drain)
 	}
 }
