@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/streamgate/streamgate/config"
 )
 
 // Bad input at the HTTP and handshake level, written as raw bytes on TCP
@@ -405,4 +408,136 @@ func TestRequestCannotChooseUpstream(t *testing.T) {
 			t.Errorf("X-Forwarded-Host %q, want the client's Host evil.example", xfh)
 		}
 	})
+}
+
+// TestClientCannotSpoofForwarding checks that headers naming the client's
+// address, scheme or host reach the upstream only as streamgate wrote them
+// when the client is not a trusted proxy, for plain HTTP and WebSocket
+// alike: X-Forwarded-For/-Host/-Proto are replaced, and the standard
+// Forwarded header (RFC 7239), which streamgate does not write, is removed.
+func TestClientCannotSpoofForwarding(t *testing.T) {
+	be := newMixedBackend(t)
+	got := make(chan *http.Request, 1)
+	ws := wsBackend(t, nil, func(c *websocket.Conn, r *http.Request) {
+		got <- r
+		echo(c, r)
+	})
+	spoof := http.Header{
+		"X-Forwarded-For":   {"6.6.6.6"},
+		"X-Forwarded-Host":  {"evil.example"},
+		"X-Forwarded-Proto": {"https"},
+		"Forwarded":         {"for=6.6.6.6;host=evil.example;proto=https"},
+	}
+	check := func(t *testing.T, h http.Header, clientHost string) {
+		t.Helper()
+		want := map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Host": clientHost, "X-Forwarded-Proto": "http", "Forwarded": ""}
+		for k, v := range want {
+			if g := h.Get(k); g != v {
+				t.Errorf("upstream saw %s %q, want %q", k, g, v)
+			}
+		}
+	}
+	t.Run("http", func(t *testing.T) {
+		_, logger := newLogLines(t)
+		srv := startProxy(t, testConfig(be.URL), logger)
+		req, _ := http.NewRequest(http.MethodGet, httpURL(srv, "/plain/spoof"), nil)
+		for k, v := range spoof {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		check(t, lastPlain(t, be, "/plain/spoof").header, srv.Addr().String())
+	})
+	t.Run("websocket", func(t *testing.T) {
+		_, logger := newLogLines(t)
+		srv := startProxy(t, testConfig(ws.URL), logger)
+		dial(t, wsURL(srv, "/spoof"), spoof.Clone())
+		check(t, (<-got).Header, srv.Addr().String())
+	})
+}
+
+// TestOriginPolicyOnEveryTransport checks, through the proxy, that the
+// default same-host origin rule guards the three ways into a route with
+// sse: true alike (cross-site WebSocket hijacking and its SSE and POST
+// equivalents): a foreign Origin, or the opaque "null" of a sandboxed page,
+// gets 403 on the WebSocket handshake, the event stream and the
+// back-channel POST; the page's own origin and a request without Origin (not
+// a browser) get in.
+func TestOriginPolicyOnEveryTransport(t *testing.T) {
+	pb, upstream := newPushBackend(t)
+	cfg := testConfig(upstream)
+	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
+	_, logger := newLogLines(t)
+	srv := startProxy(t, cfg, logger)
+	self := "http://" + srv.Addr().String()
+
+	st := openSSE(t, httpURL(srv, "/live/feed"), nil)
+	var sess struct{ Send string }
+	if ev := st.next(t); json.Unmarshal([]byte(ev.data), &sess) != nil || sess.Send == "" {
+		t.Fatalf("first event %+v", ev)
+	}
+	<-pb.joined
+
+	transports := map[string]func(origin string) int{
+		"websocket": func(origin string) int {
+			h := http.Header{}
+			if origin != "" {
+				h.Set("Origin", origin)
+			}
+			c, resp, _ := websocket.DefaultDialer.Dial(wsURL(srv, "/live/feed"), h)
+			if c != nil {
+				c.Close()
+			}
+			if resp == nil {
+				return 0
+			}
+			return resp.StatusCode
+		},
+		"sse": func(origin string) int {
+			req, _ := http.NewRequest(http.MethodGet, httpURL(srv, "/live/feed"), nil)
+			req.Header.Set("Accept", "text/event-stream")
+			return do(t, req, origin)
+		},
+		"post": func(origin string) int {
+			req, _ := http.NewRequest(http.MethodPost, httpURL(srv, sess.Send), strings.NewReader("m"))
+			req.Header.Set("Content-Type", "text/plain")
+			return do(t, req, origin)
+		},
+	}
+	want := map[string]int{"websocket": http.StatusSwitchingProtocols, "sse": http.StatusOK, "post": http.StatusAccepted}
+	for name, try := range transports {
+		for _, tt := range []struct {
+			origin string
+			ok     bool
+		}{
+			{"http://evil.example", false},
+			{"null", false},
+			{"http://" + srv.Addr().String() + ".evil.example", false},
+			{"https://" + srv.Addr().String(), false}, // scheme differs
+			{self, true},
+			{"", true},
+		} {
+			status := try(tt.origin)
+			if tt.ok && status != want[name] || !tt.ok && status != http.StatusForbidden {
+				t.Errorf("%s with Origin %q: %d", name, tt.origin, status)
+			}
+		}
+	}
+}
+
+// do sends req with origin (none if empty) and returns the status.
+func do(t *testing.T, req *http.Request, origin string) int {
+	t.Helper()
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
