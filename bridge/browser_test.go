@@ -536,8 +536,8 @@ func TestBrowserUpstreamRestart(t *testing.T) {
 	_ = up.c.UnderlyingConn().Close() // the app dies: no close frame
 	var r struct {
 		Opens, Closes, Code int
-		Gaps, Got          []string
-		Transport          string
+		Gaps, Got           []string
+		Transport           string
 	}
 	d.await(t, ctx, tab, "result", &r)
 	if r.Opens != 1 || r.Closes != 0 {
