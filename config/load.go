@@ -92,11 +92,28 @@ func parseNode(data []byte, file string) (*yaml.Node, *FieldError) {
 }
 
 // syntaxError turns "yaml: line 3: mapping values are not allowed" into a
-// FieldError at line 3.
+// FieldError at line 3. yaml.v3 counts lines from 0 and leaves "line 0"
+// out, so a scanner or parser error without a line is on line 1; errors of
+// its byte reader (control characters, bad UTF-8) and of alias and merge
+// resolution carry no position at all and stay at line 0 (unknown).
 func syntaxError(file string, err error) *FieldError {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line, msg := splitLine(msg)
+	if line == 0 && !unpositioned(msg) {
+		line = 1
+	}
 	return &FieldError{File: file, Line: line, Msg: "invalid YAML: " + msg, err: err}
+}
+
+// unpositioned reports whether a yaml.v3 error message is one that never
+// carries a position.
+func unpositioned(msg string) bool {
+	for _, s := range []string{"UTF-8", "control characters", "anchor", "merge", "alias"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // splitLine splits "line N: rest" into N and rest; 0 and s if s has no line.

@@ -171,6 +171,9 @@ func checkHandshake(r *http.Request) (int, string) {
 	if r.Method != http.MethodGet {
 		return http.StatusMethodNotAllowed, "WebSocket handshake must be a GET"
 	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return http.StatusBadRequest, "WebSocket handshake must not carry a body"
+	}
 	if r.Header.Get("Sec-WebSocket-Version") != "13" {
 		return http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version (want 13)"
 	}
@@ -181,8 +184,10 @@ func checkHandshake(r *http.Request) (int, string) {
 	return 0, ""
 }
 
-// handshakeHeaders are the request headers the upstream dial sets itself,
-// on top of the hop-by-hop ones, so they are not copied.
+// handshakeHeaders are the request headers not copied to the upstream
+// handshake: hop-by-hop headers, those the dial sets itself (Host and the
+// Sec-WebSocket-* handshake), and the forwarding headers, which
+// setForwarded writes (Forwarded, which a client could spoof, is dropped).
 var handshakeHeaders = map[string]bool{
 	"Host": true, "Connection": true, "Upgrade": true, "Keep-Alive": true, "Proxy-Connection": true,
 	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Proxy-Authorization": true, "Proxy-Authenticate": true,

@@ -317,14 +317,19 @@ func (r *Relay) readFailed(s side, err error) {
 const lingerTimeout = time.Second
 
 // lingerAfterRefusal reads and drops what the sender of a refused message
-// (too big, or not UTF-8) is still sending, for a moment, so that closing
-// the connection does not reset it: a TCP close with unread data sends
-// RST, and the peer may then lose the close frame before reading it.
+// (too big, or not UTF-8) is still sending, so that closing the connection
+// does not reset it: a TCP close with unread data sends RST, and the peer
+// may then lose the close frame before reading it. The write side is shut
+// first (the close frame is out): a peer that follows RFC 6455 waits for
+// the server to end TCP, and then ends its own side, which ends the read.
 func (r *Relay) lingerAfterRefusal(c *websocket.Conn, err error) {
 	if !errors.Is(err, websocket.ErrReadLimit) && !errors.Is(err, ErrInvalidUTF8) {
 		return
 	}
 	nc := c.NetConn()
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
 	_ = nc.SetReadDeadline(time.Now().Add(min(lingerTimeout, r.opts.CloseTimeout)))
 	_, _ = io.Copy(io.Discard, nc)
 }
