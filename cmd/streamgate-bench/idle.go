@@ -90,6 +90,10 @@ func runIdle(args []string, fs *flag.FlagSet) (any, error) {
 			}
 		}()
 	}
+	// Listen for SIGUSR1 before announcing readiness: a signal sent
+	// between the two would otherwise kill the process.
+	usr1, stop := signal.NotifyContext(context.Background(), syscall.SIGUSR1)
+	defer stop()
 	if *ready != "" {
 		if err := os.WriteFile(*ready, []byte("ready\n"), 0o644); err != nil {
 			return nil, err
@@ -99,9 +103,7 @@ func runIdle(args []string, fs *flag.FlagSet) (any, error) {
 	if *hold > 0 {
 		time.Sleep(*hold)
 	} else {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGUSR1)
-		<-ctx.Done()
-		stop()
+		<-usr1.Done()
 	}
 	res.HoldSeconds = time.Since(holdStart).Seconds()
 	for _, c := range cs {

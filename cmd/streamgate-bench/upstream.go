@@ -20,9 +20,12 @@ import (
 // runUpstream serves WebSocket echo on every path until SIGINT/SIGTERM. It
 // is the upstream the other modes measure against; it keeps per-connection
 // cost low (no pings of its own, pooled write buffers) so that it does not
-// dominate the machine.
+// dominate the machine. With -emit RATE it pushes timestamped messages
+// instead of echoing (see emitLoop), the source for the sse mode.
 func runUpstream(args []string, fs *flag.FlagSet) (any, error) {
 	listen := fs.String("listen", "127.0.0.1:3000", "address to serve on")
+	emit := fs.Float64("emit", 0, "push this many timestamped text messages per second on every connection instead of echoing; 0 = echo")
+	size := fs.Int("size", 64, "bytes per pushed message, with -emit (at least 48)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -45,6 +48,10 @@ func runUpstream(args []string, fs *flag.FlagSet) (any, error) {
 			wg.Add(1)
 			defer wg.Done()
 			defer c.Close()
+			if *emit > 0 {
+				emitLoop(c, *emit, *size)
+				return
+			}
 			echoLoop(c)
 		}),
 	}
