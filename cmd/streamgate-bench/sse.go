@@ -36,6 +36,7 @@ type sseResult struct {
 
 // sseStats is what one stream saw.
 type sseStats struct {
+	from      time.Time // latencies count from here (after the warm-up)
 	lat       []time.Duration
 	lost      int64
 	gapEvents int
@@ -53,6 +54,7 @@ func runSSE(args []string, fs *flag.FlagSet) (any, error) {
 	sources := fs.String("sources", "127.0.0.1", "comma-separated local addresses to dial from")
 	rate := fs.Int("rate", 1000, "streams opened per second")
 	dur := fs.Duration("for", 10*time.Second, "how long to read, from the first stream's start")
+	warmup := fs.Duration("warmup", 0, "leave out of the latency figures what arrives in this first part of the run (the ramp-up); losses still count")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -76,7 +78,7 @@ func runSSE(args []string, fs *flag.FlagSet) (any, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			stats[i] = readSSE(ctx, clients[i%len(clients)], *url, connected)
+			stats[i] = readSSE(ctx, clients[i%len(clients)], *url, connected, start.Add(*warmup))
 		}()
 	}
 	wg.Wait()
@@ -105,8 +107,8 @@ func sourceClients(sources string) ([]*http.Client, error) {
 }
 
 // readSSE reads one event stream until ctx ends or the stream does.
-func readSSE(ctx context.Context, c *http.Client, url string, connected chan<- struct{}) sseStats {
-	var st sseStats
+func readSSE(ctx context.Context, c *http.Client, url string, connected chan<- struct{}, from time.Time) sseStats {
+	st := sseStats{from: from}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		st.err = err
@@ -153,7 +155,9 @@ func parseEvents(r io.Reader, st *sseStats) error {
 			switch event {
 			case "":
 				if seq, sent, err := parseStamp(data); err == nil {
-					st.lat = append(st.lat, time.Since(sent))
+					if now := time.Now(); now.After(st.from) {
+						st.lat = append(st.lat, now.Sub(sent))
+					}
 					if last != 0 && seq > last+1 {
 						st.lost += int64(seq - last - 1)
 					}

@@ -89,7 +89,7 @@ func TestSSEAgainstEmitter(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	connected := make(chan struct{}, 1)
-	st := readSSE(ctx, clients[0], bridge.URL, connected)
+	st := readSSE(ctx, clients[0], bridge.URL, connected, time.Time{})
 	res := summarizeSSE(bridge.URL, []sseStats{st}, len(connected), 0.5)
 	if res.Connected != 1 || res.Errors != 0 || res.Closed != 0 || res.Lost != 0 {
 		t.Errorf("got %+v, want 1 connected stream, no errors, closes or losses", res)
