@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"context"
 	"crypto/tls"
 	"io"
 	"log"
@@ -125,26 +124,6 @@ func acmeProxy(t *testing.T, p *pebble, upstream, storage string, logs *logLines
 	return srv, cfg
 }
 
-// runUntil runs srv until the returned stop function is called.
-func runUntil(t *testing.T, srv *proxy.Server) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	var stopped bool
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 func portOf(a net.Addr) int { return a.(*net.TCPAddr).Port }
 
 func TestACMEHTTP01ThenReuseOnRestart(t *testing.T) {
@@ -156,7 +135,7 @@ func TestACMEHTTP01ThenReuseOnRestart(t *testing.T) {
 	srv, _ := acmeProxy(t, p, be.URL, storage, logs)
 	srv.DisableTLSALPN01() // Pebble must fetch the token from the plain listener
 	p.serve(t, portOf(srv.Addr()), portOf(srv.TLSAddr()), resolver)
-	stop := runUntil(t, srv)
+	stop := runServer(t, srv).Stop
 
 	logs.wait(t, 60*time.Second, msgContains("certificate obtained"))
 	tc := p.issuedRoots(t)
@@ -165,12 +144,14 @@ func TestACMEHTTP01ThenReuseOnRestart(t *testing.T) {
 	if n := p.orders.Load(); n != 1 {
 		t.Errorf("%d orders placed, want 1", n)
 	}
-	stop()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 
 	// A restart with the same storage serves the stored certificate
 	// without a new order.
 	srv2, _ := acmeProxy(t, p, be.URL, storage, &logLines{})
-	runUntil(t, srv2)
+	runServer(t, srv2)
 	waitHandshake(t, srv2.TLSAddr().String(), tc)
 	wssEcho(t, srv2.TLSAddr().String(), tc)
 	if n := p.orders.Load(); n != 1 {
@@ -186,7 +167,7 @@ func TestACMETLSALPN01(t *testing.T) {
 	srv, _ := acmeProxy(t, p, be.URL, t.TempDir(), logs)
 	srv.DisableHTTP01()
 	p.serve(t, portOf(srv.Addr()), portOf(srv.TLSAddr()), resolver)
-	runUntil(t, srv)
+	runServer(t, srv)
 	logs.wait(t, 60*time.Second, msgContains("certificate obtained"))
 	waitHandshake(t, srv.TLSAddr().String(), p.issuedRoots(t))
 	wssEcho(t, srv.TLSAddr().String(), p.issuedRoots(t))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -101,8 +102,41 @@ func testConfig(upstream string) *config.Config {
 	return cfg
 }
 
-// startProxy runs a server for cfg until the test ends.
-func startProxy(t testing.TB, cfg *config.Config, logger zerolog.Logger) *proxy.Server {
+// running is a proxy whose Run goroutine the test owns.
+type running struct {
+	*proxy.Server
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// runServer runs srv until the test ends or Cancel is called.
+func runServer(t testing.TB, srv *proxy.Server) *running {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{Server: srv, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		if err := r.Stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+// Cancel starts the shutdown, as SIGTERM does.
+func (r *running) Cancel() { r.cancel() }
+
+// Stop cancels Run if needed and returns its result once it has returned.
+func (r *running) Stop() error {
+	r.cancel()
+	r.once.Do(func() { r.err = <-r.done })
+	return r.err
+}
+
+// launchProxy validates cfg, builds a server and runs it until the test
+// ends or the test stops it.
+func launchProxy(t testing.TB, cfg *config.Config, logger zerolog.Logger) *running {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config invalid: %v", err)
@@ -111,21 +145,21 @@ func startProxy(t testing.TB, cfg *config.Config, logger zerolog.Logger) *proxy.
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return srv
+	return runServer(t, srv)
 }
 
-func wsURL(srv *proxy.Server, path string) string { return "ws://" + srv.Addr().String() + path }
+// startProxy runs a server for cfg until the test ends.
+func startProxy(t testing.TB, cfg *config.Config, logger zerolog.Logger) *proxy.Server {
+	t.Helper()
+	return launchProxy(t, cfg, logger).Server
+}
 
-func httpURL(srv *proxy.Server, path string) string { return "http://" + srv.Addr().String() + path }
+// addresser is a proxy.Server, or a running one.
+type addresser interface{ Addr() net.Addr }
+
+func wsURL(srv addresser, path string) string { return "ws://" + srv.Addr().String() + path }
+
+func httpURL(srv addresser, path string) string { return "http://" + srv.Addr().String() + path }
 
 // wsBackend is a test upstream: handle runs for each accepted WebSocket.
 func wsBackend(t testing.TB, upgrader *websocket.Upgrader, handle func(c *websocket.Conn, r *http.Request)) *httptest.Server {

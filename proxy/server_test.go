@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamgate/streamgate/config"
-	"github.com/streamgate/streamgate/proxy"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -85,16 +83,7 @@ func TestShutdownDrainsWebSockets(t *testing.T) {
 	logs, logger := newLogLines(t)
 	cfg := testConfig(be.URL)
 	cfg.Timeouts.Shutdown = config.Duration(3 * time.Second)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := proxy.New(cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	srv := launchProxy(t, cfg, logger)
 
 	const n = 20
 	conns := make([]*websocket.Conn, n)
@@ -103,7 +92,7 @@ func TestShutdownDrainsWebSockets(t *testing.T) {
 	}
 	admin := "http://" + srv.AdminAddr().String()
 	start := time.Now()
-	cancel()
+	srv.Cancel()
 
 	var wg sync.WaitGroup
 	codes := make([]int, n)
@@ -124,7 +113,7 @@ func TestShutdownDrainsWebSockets(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if err := <-done; err != nil {
+	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	elapsed := time.Since(start)
@@ -151,14 +140,7 @@ func TestNoGoroutineLeaksAfterManyConnections(t *testing.T) {
 	t.Run("cycles", func(t *testing.T) {
 		be := wsBackend(t, nil, echo)
 		_, logger := newLogLines(t)
-		cfg := testConfig(be.URL)
-		srv, err := proxy.New(cfg, logger)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Run(ctx) }()
+		srv := launchProxy(t, testConfig(be.URL), logger)
 		const cycles = 2000
 		const workers = 8
 		var wg sync.WaitGroup
@@ -183,8 +165,7 @@ func TestNoGoroutineLeaksAfterManyConnections(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		cancel()
-		if err := <-done; err != nil {
+		if err := srv.Stop(); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,8 +13,6 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
-
-	"github.com/streamgate/streamgate/proxy"
 )
 
 // TestChurnSoak opens, uses and ends WebSockets through one proxy many
@@ -49,22 +46,7 @@ func TestChurnSoak(t *testing.T) {
 		logger := zerolog.New(zerolog.MultiLevelWriter(counter, drainWatch{drained})).Level(zerolog.InfoLevel)
 		cfg := testConfig(be.URL)
 		cfg.Admin = ""
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		srv, err := proxy.New(cfg, logger)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Run(ctx) }()
-		defer func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		}()
+		srv := launchProxy(t, cfg, logger) // stopped (and drained) when the subtest ends
 
 		start = rssKiB()
 		runtime.GC()

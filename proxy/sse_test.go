@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/streamgate/streamgate/config"
-	"github.com/streamgate/streamgate/proxy"
 )
 
 // sseEvent is one dispatched Server-Sent Event.
@@ -240,20 +238,11 @@ func TestShutdownEndsSSEWithRetryHint(t *testing.T) {
 	cfg := testConfig(upstream)
 	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
 	cfg.Timeouts.Shutdown = config.Duration(3 * time.Second)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	logs, logger := newLogLines(t)
-	srv, err := proxy.New(cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	srv := launchProxy(t, cfg, logger)
 	st := openSSE(t, httpURL(srv, "/live/feed"), nil)
 	st.next(t) // session
-	cancel()
+	srv.Cancel()
 	var sawRetry bool
 	for {
 		line, err := st.rd.ReadString('\n')
@@ -267,7 +256,7 @@ func TestShutdownEndsSSEWithRetryHint(t *testing.T) {
 	if !sawRetry {
 		t.Error("stream ended without a retry: hint")
 	}
-	if err := <-done; err != nil {
+	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if line := logs.wait(t, time.Second, msgContains("drained")); line["sse_closed"] != 1.0 {
@@ -295,17 +284,8 @@ func TestShutdownUnderSSELoadLosesNoAcknowledgedMessage(t *testing.T) {
 	cfg := testConfig(be.URL)
 	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
 	cfg.Timeouts.Shutdown = config.Duration(4 * time.Second)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	_, logger := newLogLines(t)
-	srv, err := proxy.New(cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	srv := launchProxy(t, cfg, logger)
 
 	const clients = 10
 	var acked atomic.Int64
@@ -337,8 +317,7 @@ func TestShutdownUnderSSELoadLosesNoAcknowledgedMessage(t *testing.T) {
 		runtime.Gosched()
 	}
 	start := time.Now()
-	cancel()
-	if err := <-done; err != nil {
+	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	drain := time.Since(start)

@@ -43,7 +43,7 @@ func staticTLSProxy(t *testing.T, upstream string, edit func(*config.Config)) (*
 		t.Fatal(err)
 	}
 	srv.SetCertReloadInterval(20 * time.Millisecond)
-	runUntil(t, srv)
+	runServer(t, srv)
 	return srv, ca, files, logs
 }
 
@@ -289,7 +289,7 @@ func TestTLSErrorsNameTheCause(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		runUntil(t, srv)
+		runServer(t, srv)
 		line := logs.wait(t, 30*time.Second, msgContains("certificate not obtained"))
 		if msg := line["message"].(string); !strings.Contains(msg, "ACME server is unreachable") {
 			t.Errorf("hint: %q", msg)
