@@ -45,11 +45,7 @@ type mixedBackend struct {
 func newMixedBackend(t *testing.T) *mixedBackend {
 	t.Helper()
 	b := &mixedBackend{}
-	var (
-		wg    sync.WaitGroup
-		cmu   sync.Mutex
-		conns []*websocket.Conn
-	)
+	var u upgraded
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !websocket.IsWebSocketUpgrade(r) {
@@ -65,21 +61,11 @@ func newMixedBackend(t *testing.T) *mixedBackend {
 			return
 		}
 		b.wsAccepted.Add(1)
-		wg.Add(1)
-		defer wg.Done()
-		cmu.Lock()
-		conns = append(conns, c)
-		cmu.Unlock()
-		echo(c, r)
+		u.serve(c, r, echo)
 	}))
 	t.Cleanup(func() {
-		cmu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		cmu.Unlock()
 		b.Close()
-		wg.Wait()
+		u.closeAll()
 	})
 	return b
 }

@@ -161,40 +161,50 @@ func wsURL(srv addresser, path string) string { return "ws://" + srv.Addr().Stri
 
 func httpURL(srv addresser, path string) string { return "http://" + srv.Addr().String() + path }
 
+// upgraded tracks the WebSockets a test server upgraded: httptest does not
+// close hijacked connections, so a handler blocked on one would never
+// return. closeAll closes them and waits for their handlers.
+type upgraded struct {
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []*websocket.Conn
+}
+
+// serve runs handle on c, registered until it returns.
+func (u *upgraded) serve(c *websocket.Conn, r *http.Request, handle func(*websocket.Conn, *http.Request)) {
+	u.wg.Add(1)
+	defer u.wg.Done()
+	defer c.Close()
+	u.mu.Lock()
+	u.conns = append(u.conns, c)
+	u.mu.Unlock()
+	handle(c, r)
+}
+
+func (u *upgraded) closeAll() {
+	u.mu.Lock()
+	for _, c := range u.conns {
+		c.Close()
+	}
+	u.mu.Unlock()
+	u.wg.Wait()
+}
+
 // wsBackend is a test upstream: handle runs for each accepted WebSocket.
 func wsBackend(t testing.TB, upgrader *websocket.Upgrader, handle func(c *websocket.Conn, r *http.Request)) *httptest.Server {
 	t.Helper()
 	if upgrader == nil {
 		upgrader = &websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []*websocket.Conn
-	)
+	var u upgraded
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := upgrader.Upgrade(w, r, nil)
-		if err != nil {
-			return
+		if c, err := upgrader.Upgrade(w, r, nil); err == nil {
+			u.serve(c, r, handle)
 		}
-		wg.Add(1)
-		defer wg.Done()
-		defer c.Close()
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-		handle(c, r)
 	}))
 	t.Cleanup(func() {
-		// Hijacked connections are not closed by httptest; close them so
-		// handlers blocked on them return.
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
 		s.Close()
-		wg.Wait()
+		u.closeAll()
 	})
 	return s
 }
