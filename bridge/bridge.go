@@ -26,6 +26,7 @@ const (
 	DefaultReplayBytes  = 4 << 20
 	DefaultMaxSessions  = 10000
 	DefaultWriteTimeout = 10 * time.Second
+	DefaultBodyTimeout  = 10 * time.Second
 )
 
 // Options configure a Bridge: one per route with sse: true. Zero values
@@ -63,6 +64,9 @@ type Options struct {
 	// WriteTimeout bounds each write (an event, or the events waiting) to
 	// an SSE client. Zero means 10s.
 	WriteTimeout time.Duration
+	// BodyTimeout bounds how long a back-channel POST body may take to
+	// arrive; a slower one is cut off with 408. Zero means 10s.
+	BodyTimeout time.Duration
 	// BindIP accepts back-channel POSTs only from the client IP of the
 	// session's stream, and resumes only from that IP (a resume from
 	// another IP gets a fresh session, as for an unknown one). Clients
@@ -137,6 +141,7 @@ func New(opts Options) (*Bridge, error) {
 	setDefault(&opts.Retry, DefaultRetry)
 	setDefault(&opts.SessionTTL, DefaultSessionTTL)
 	setDefault(&opts.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&opts.BodyTimeout, DefaultBodyTimeout)
 	setDefault(&opts.Replay, DefaultReplay)
 	setDefault(&opts.ReplayBytes, DefaultReplayBytes)
 	setDefault(&opts.MaxSessions, DefaultMaxSessions)

@@ -150,7 +150,8 @@ func FuzzSend(f *testing.F) {
 	}
 	f.Cleanup(b.Close)
 	allowed := map[int]bool{http.StatusAccepted: true, http.StatusBadRequest: true, http.StatusForbidden: true,
-		http.StatusNotFound: true, http.StatusRequestEntityTooLarge: true, http.StatusServiceUnavailable: true, http.StatusBadGateway: true}
+		http.StatusNotFound: true, http.StatusRequestEntityTooLarge: true, http.StatusServiceUnavailable: true, http.StatusBadGateway: true,
+		http.StatusRequestTimeout: true}
 	f.Fuzz(func(t *testing.T, query, contentType string, body []byte, origin string) {
 		r := httptest.NewRequest(http.MethodPost, "/s", bytes.NewReader(body))
 		r.URL.RawQuery = query

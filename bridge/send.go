@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/streamgate/streamgate/bridge/wsconn"
@@ -15,6 +17,7 @@ import (
 // is one message to the session's upstream (text for a text/* Content-Type,
 // binary otherwise). 202 once it was written to the upstream socket; 403
 // for a refused origin (or, with BindIP, another IP than the stream's);
+// 408 for a body that took longer than BodyTimeout;
 // 404 for an unknown or ended session; 413 for a body over the leg's
 // MaxMessageSize; 400 for text that is not UTF-8; 503 when too many
 // messages of the session are waiting; 502 when writing upstream failed.
@@ -42,11 +45,19 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) int {
 	if r.ContentLength > limit {
 		return http.StatusRequestEntityTooLarge
 	}
+	// A body trickled in byte by byte must not hold the handler: the
+	// whole body has BodyTimeout to arrive.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(b.opts.BodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var mbe *http.MaxBytesError
+	var ne net.Error
 	switch {
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		b.log.Warn().Str("client_ip", b.opts.ClientIP(r)).Dur("body_timeout", b.opts.BodyTimeout).
+			Msg("back-channel POST body too slow; request cut off")
+		return http.StatusRequestTimeout
 	case err != nil:
 		return http.StatusBadRequest
 	}

@@ -1,11 +1,14 @@
 package bridge
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/streamgate/streamgate/bridge/wsconn"
 )
@@ -156,5 +159,37 @@ func TestEcho(t *testing.T) {
 	}
 	if ev := s.nextEvent(); ev.data != "ping\npong" || ev.id != sid+".1" {
 		t.Errorf("got %q %q", ev.id, ev.data)
+	}
+}
+
+// TestSendSlowBodyCutOff trickles a back-channel body: it is cut off with
+// 408 once BodyTimeout has passed, and the session keeps working.
+func TestSendSlowBodyCutOff(t *testing.T) {
+	h := newHarness(t, Options{BodyTimeout: 200 * time.Millisecond})
+	s := h.stream("/ws", nil)
+	sid := s.session()
+	up := h.up.next(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /ws?sg_session=%s HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nab", sid)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a slow body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("got %d, want 408", resp.StatusCode)
+	}
+	t.Logf("slow body cut off after %s (body timeout 200ms)", time.Since(start))
+	if code := h.post("/ws?sg_session="+sid, "text/plain", "after", nil); code != http.StatusAccepted {
+		t.Fatalf("session disturbed: POST got %d", code)
+	}
+	if m := up.next(t); m.data != "after" {
+		t.Errorf("upstream got %q", m.data)
 	}
 }
