@@ -163,3 +163,86 @@ timeouts:
 		t.Errorf("logs lack the shutdown close or drain summary:\n%s", logs.String())
 	}
 }
+
+// TestOutOfFileDescriptors runs the binary with a hard limit of 64 open
+// files and fills it with WebSockets: new requests must get an answer (503
+// from the listener, or 502 when the upstream dial has no descriptor), the
+// log must name the cause, and once connections close it must serve again.
+func TestOutOfFileDescriptors(t *testing.T) {
+	bin := buildBinary(t)
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		go func() { <-release; c.Close() }()
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}))
+	defer up.Close()
+	listen := freePort(t)
+	cfgPath := filepath.Join(t.TempDir(), "proxy.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf("listen: %q\nadmin: \"\"\nupstream: %q\ntimeouts:\n  shutdown: \"2s\"\n", listen, up.URL)), 0o600)
+	cmd := exec.Command("sh", "-c", `ulimit -n 64 && exec "$0" -config "$1"`, bin, cfgPath)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var conns []*websocket.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	statuses := map[int]int{}
+	for i := 0; i < 80 && statuses[503]+statuses[502] < 5; i++ {
+		d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+		c, resp, err := d.Dial("ws://"+listen+"/", nil)
+		switch {
+		case err == nil:
+			conns = append(conns, c)
+			statuses[101]++
+		case resp != nil:
+			statuses[resp.StatusCode]++
+		default:
+			if i == 0 {
+				time.Sleep(50 * time.Millisecond) // the binary is still starting
+				i--
+				continue
+			}
+			statuses[0]++ // no answer at all: what this listener exists to prevent
+		}
+	}
+	t.Logf("handshake outcomes under a 64-file limit: %v", statuses)
+	if statuses[101] == 0 || statuses[503]+statuses[502] == 0 {
+		t.Fatalf("want some connections and then refusals, got %v\n%s", statuses, logs.String())
+	}
+	if statuses[0] > 0 {
+		t.Errorf("%d handshakes got no answer at all", statuses[0])
+	}
+	if !strings.Contains(logs.String(), "too many open files") {
+		t.Errorf("log does not name the cause:\n%s", logs.String())
+	}
+	// Free the descriptors: it serves again.
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	close(release)
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var c *websocket.Conn
+		if c, _, err = websocket.DefaultDialer.Dial("ws://"+listen+"/", nil); err == nil {
+			c.Close()
+			return
+		}
+	}
+	t.Fatalf("no recovery after the connections closed: %v", err)
+}
