@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
 
 	"github.com/streamgate/streamgate/config"
 )
@@ -50,19 +51,28 @@ func openSSE(t *testing.T, url string, header http.Header) *sseStream {
 // skipped, as EventSource does).
 func (s *sseStream) next(t *testing.T) sseEvent {
 	t.Helper()
+	ev, err := s.nextEvent()
+	if err != nil {
+		t.Fatalf("stream ended: %v", err)
+	}
+	return ev
+}
+
+// nextEvent is next for goroutines other than the test's.
+func (s *sseStream) nextEvent() (sseEvent, error) {
 	var ev sseEvent
 	var data []string
 	for {
 		line, err := s.rd.ReadString('\n')
 		if err != nil {
-			t.Fatalf("stream ended: %v", err)
+			return ev, err
 		}
 		line = strings.TrimSuffix(line, "\n")
 		switch {
 		case line == "":
 			if data != nil {
 				ev.data = strings.Join(data, "\n")
-				return ev
+				return ev, nil
 			}
 			ev = sseEvent{}
 		case strings.HasPrefix(line, ":"):
@@ -330,4 +340,107 @@ func TestShutdownUnderSSELoadLosesNoAcknowledgedMessage(t *testing.T) {
 	if drain > 4*time.Second+time.Second {
 		t.Errorf("drain took %s, budget 4s", drain)
 	}
+}
+
+// TestSSEChurn runs bridged SSE sessions through a full life many times:
+// open a stream, post a message the upstream echoes, read it back, leave.
+// Sessions expire after a short session_ttl; at the end every stream has
+// been logged exactly once, every session's upstream is closed, and no
+// goroutine is left (the golang-lru cleaner, which cannot be stopped, is
+// the one expected survivor per bridge).
+func TestSSEChurn(t *testing.T) {
+	cycles := 2000
+	if testing.Short() {
+		cycles = 200
+	}
+	ignore := goleak.IgnoreCurrent()
+	var upstreams atomic.Int64
+	t.Run("cycles", func(t *testing.T) {
+		be := wsBackend(t, nil, func(c *websocket.Conn, r *http.Request) {
+			upstreams.Add(1)
+			defer upstreams.Add(-1)
+			echo(c, r)
+		})
+		cfg := testConfig(be.URL)
+		cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
+		cfg.SSE.SessionTTL = config.Duration(50 * time.Millisecond)
+		logs, logger := newLogLines(t)
+		srv := startProxy(t, cfg, logger)
+		client := &http.Client{Timeout: 10 * time.Second}
+		const workers = 8
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < cycles; i += workers {
+					if err := sseCycle(client, httpURL(srv, "/live/echo"), i); err != nil {
+						t.Errorf("cycle %d: %v", i, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		sseEnd := func(m map[string]any) bool { return closedLine(m) && m["kind"] == "sse" }
+		logs.waitCount(t, 30*time.Second, cycles, sseEnd)
+		seen := map[any]int{}
+		for _, m := range logs.matching(sseEnd) {
+			seen[m["conn"]]++
+		}
+		if len(seen) != cycles {
+			t.Errorf("%d distinct streams logged, want %d", len(seen), cycles)
+		}
+		for id, n := range seen {
+			if n != 1 {
+				t.Errorf("stream %v logged %d times", id, n)
+			}
+		}
+		// Sessions expire session_ttl after their stream left, closing
+		// their upstream, without waiting for the shutdown.
+		start := time.Now()
+		for upstreams.Load() > 0 && time.Since(start) < 10*time.Second {
+			time.Sleep(10 * time.Millisecond) // polling another component's timers
+		}
+		if n := upstreams.Load(); n != 0 {
+			t.Errorf("%d upstream connections still open 10s after their sessions' ttl", n)
+		}
+		t.Logf("SSE churn: %d sessions opened, used and expired (all upstreams closed %s after the last cycle)", cycles, time.Since(start).Round(time.Millisecond))
+	})
+	http.DefaultClient.CloseIdleConnections()
+	goleak.VerifyNone(t, ignore, goleak.IgnoreAnyFunction("github.com/hashicorp/golang-lru/v2/expirable.NewLRU[...].func1"))
+}
+
+// sseCycle opens a stream, posts one message, reads its echo as an event
+// and leaves.
+func sseCycle(client *http.Client, url string, i int) error {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	st := &sseStream{resp: resp, rd: bufio.NewReader(resp.Body)}
+	ev, err := st.nextEvent()
+	if err != nil {
+		return err
+	}
+	var sess struct{ Send string }
+	if err := json.Unmarshal([]byte(ev.data), &sess); err != nil {
+		return fmt.Errorf("session event %q: %w", ev.data, err)
+	}
+	msg := fmt.Sprintf("cycle %d", i)
+	post, err := client.Post(strings.TrimSuffix(url, "/live/echo")+sess.Send, "text/plain", strings.NewReader(msg))
+	if err != nil {
+		return err
+	}
+	post.Body.Close()
+	if post.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("POST: %s", post.Status)
+	}
+	if ev, err = st.nextEvent(); err != nil || ev.data != msg {
+		return fmt.Errorf("echo: %+v %v", ev, err)
+	}
+	return nil
 }
