@@ -109,7 +109,7 @@ func (s *Server) dialUpstream(w http.ResponseWriter, r *http.Request, t *routeTa
 	}
 	s.metrics.dial.WithLabelValues("error").Observe(elapsed)
 	if he, ok := err.(*wsconn.HandshakeError); ok {
-		log.Warn().Str("upstream", target).Int("upstream_status", he.StatusCode).
+		log.Warn().Str("upstream", wsconn.WithoutQuery(target)).Int("upstream_status", he.StatusCode).
 			Msg("upstream refused the WebSocket handshake: " + handshakeCause(he.StatusCode))
 		copyRefusal(w, he)
 		return nil, nil, false
@@ -123,7 +123,7 @@ func (s *Server) dialUpstream(w http.ResponseWriter, r *http.Request, t *routeTa
 	if errors.Is(err, wsconn.ErrBackingOff) {
 		level = zerolog.DebugLevel // the dial guard logs the burst
 	}
-	log.WithLevel(level).Err(err).Str("upstream", target).Int("status", status).Msg(cause)
+	log.WithLevel(level).Err(err).Str("upstream", wsconn.WithoutQuery(target)).Int("status", status).Msg(cause)
 	http.Error(w, http.StatusText(status)+": "+cause, status)
 	return nil, nil, false
 }

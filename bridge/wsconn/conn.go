@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +106,13 @@ type HandshakeError struct {
 }
 
 func (e *HandshakeError) Error() string {
-	return fmt.Sprintf("upstream %s refused the WebSocket handshake with status %d", e.URL, e.StatusCode)
+	return fmt.Sprintf("upstream %s refused the WebSocket handshake with status %d", WithoutQuery(e.URL), e.StatusCode)
+}
+
+// WithoutQuery is url for errors and logs: its query may carry a token.
+func WithoutQuery(url string) string {
+	url, _, _ = strings.Cut(url, "?")
+	return url
 }
 
 // maxHandshakeBody bounds how much of a refused handshake's body is kept.
@@ -126,7 +133,7 @@ func Dial(ctx context.Context, d *websocket.Dialer, url string, header http.Head
 		resp.Body.Close()
 		return nil, resp, &HandshakeError{URL: url, StatusCode: resp.StatusCode, Header: resp.Header, Body: body}
 	}
-	return nil, resp, fmt.Errorf("dial upstream %s: %w", url, err)
+	return nil, resp, fmt.Errorf("dial upstream %s: %w", WithoutQuery(url), err)
 }
 
 // IsTimeout reports whether err is a timeout, such as a dial that did not
