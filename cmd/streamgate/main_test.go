@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -117,8 +118,8 @@ timeouts:
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-config", cfgPath)
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -189,8 +190,8 @@ func TestOutOfFileDescriptors(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "proxy.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf("listen: %q\nadmin: \"\"\nupstream: %q\ntimeouts:\n  shutdown: \"2s\"\n", listen, up.URL)), 0o600)
 	cmd := exec.Command("sh", "-c", `ulimit -n 64 && exec "$0" -config "$1"`, bin, cfgPath)
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -245,4 +246,23 @@ func TestOutOfFileDescriptors(t *testing.T) {
 		}
 	}
 	t.Fatalf("no recovery after the connections closed: %v", err)
+}
+
+// syncBuffer is a bytes.Buffer that a child process's output copier and
+// the test may use at the same time.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
