@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,4 +148,58 @@ func BenchmarkTLSHandshake(b *testing.B) {
 	b.ReportMetric(float64(b.N)/via.Seconds(), "conns/s")
 	b.ReportMetric(float64(b.N)/direct.Seconds(), "bare-conns/s")
 	b.ReportMetric(direct.Seconds()/via.Seconds(), "x-bare")
+}
+
+// BenchmarkFirstSSEEvent opens a bridged SSE stream on a new connection
+// and waits for its first event (the session event, sent once the
+// upstream WebSocket is dialled), over plain HTTP and over TLS in the same
+// run; added-ms is what TLS adds to the time to the first event.
+func BenchmarkFirstSSEEvent(b *testing.B) {
+	be := wsBackend(b, nil, echo)
+	ca := newTestCA(b)
+	c, k := ca.issue(b, 100, acmeDomain)
+	files := writeFiles(b, b.TempDir(), map[string][]byte{"cert.pem": c, "key.pem": k})
+	cfg := testConfig(be.URL)
+	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
+	cfg.TLS = &config.TLS{Listen: "127.0.0.1:0", CertFile: files["cert.pem"], KeyFile: files["key.pem"], Storage: b.TempDir()}
+	srv := startProxy(b, cfg, zerolog.Nop())
+
+	first := func(scheme, addr string, n int) time.Duration {
+		tr := &http.Transport{DisableKeepAlives: true,
+			TLSClientConfig: &tls.Config{RootCAs: ca.pool(), ServerName: acmeDomain},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}}
+		defer tr.CloseIdleConnections()
+		var total time.Duration
+		for range n {
+			req, _ := http.NewRequest(http.MethodGet, scheme+"://"+acmeDomain+"/live/feed", nil)
+			req.Header.Set("Accept", "text/event-stream")
+			start := time.Now()
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rd := bufio.NewReader(resp.Body)
+			for {
+				line, err := rd.ReadString('\n')
+				if err != nil {
+					b.Fatal(err)
+				}
+				if strings.HasPrefix(line, "data: ") {
+					break
+				}
+			}
+			total += time.Since(start)
+			resp.Body.Close()
+		}
+		return total / time.Duration(n)
+	}
+	b.ResetTimer()
+	viaTLS := first("https", srv.TLSAddr().String(), b.N)
+	b.StopTimer()
+	plain := first("http", srv.Addr().String(), b.N)
+	b.ReportMetric(float64(plain.Microseconds())/1e3, "plain-ms")
+	b.ReportMetric(float64(viaTLS.Microseconds())/1e3, "tls-ms")
+	b.ReportMetric(float64((viaTLS-plain).Microseconds())/1e3, "added-ms")
 }
