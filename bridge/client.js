@@ -45,7 +45,12 @@ class StreamgateSocket extends EventTarget {
   }
 
   _up() {
-    this._tries = 0;
+    // the retry count resets only once the connection has stayed up: an
+    // app that accepts and at once closes must still meet the backoff
+    var me = this;
+    clearTimeout(this._stable);
+    this._stable = setTimeout(function () { me._tries = 0; }, this._o.shortLived);
+    this._sseErrors = 0;
     if (this.readyState === 0) { this.readyState = 1; this._fire(new Event('open')); }
     else if (this._fresh) this._fire(new CustomEvent('gap', { detail: { lost: 'unknown' } }));
     this._fresh = false;
@@ -61,6 +66,7 @@ class StreamgateSocket extends EventTarget {
 
   _retry(fresh) {
     if (this.readyState > 1) return;
+    clearTimeout(this._stable);
     if (fresh) { this._fresh = true; this._last = null; }
     if (++this._tries > this._o.maxRetries) { this._end(1006, 'reconnecting gave up', false); return; }
     var d = Math.min(this._o.maxDelay, this._o.minDelay * Math.pow(2, this._tries - 1));
@@ -140,10 +146,14 @@ class StreamgateSocket extends EventTarget {
       else me._end(d.code, d.reason, true);
     });
     es.onerror = function () {
-      // while CONNECTING, EventSource resumes by itself
-      if (me._sock !== es || es.readyState !== 2) return;
-      me._sock = null;
-      if (me._sid) me._probe(); else me._failed();
+      if (me._sock !== es) return;
+      // While CONNECTING, EventSource resumes by itself, at the server's
+      // retry: interval; count those attempts so that maxRetries holds.
+      if (es.readyState === 0 && me._sid && ++me._sseErrors <= me._o.maxRetries) return;
+      es.close(); me._sock = null;
+      if (!me._sid) me._failed(); // never up: try the other transport
+      else if (es.readyState === 2 && me._sseErrors <= me._o.maxRetries) me._probe();
+      else me._end(1006, 'reconnecting gave up', false);
     };
   }
 
@@ -190,11 +200,16 @@ class StreamgateSocket extends EventTarget {
       if (ok) { me._q.shift(); me.bufferedAmount -= size(d); me._pump(); }
       else setTimeout(function () { me._pump(); }, me._o.minDelay);
     };
-    fetch(this._send, {
+    var to = this._send;
+    fetch(to, {
       method: 'POST', body: d, credentials: this._cred,
       headers: { 'Content-Type': typeof d === 'string' ? 'text/plain;charset=utf-8' : 'application/octet-stream' }
     }).then(function (r) {
-      if (r.status === 404) { me._posting = false; return; } // resent with the next session
+      if (r.status === 404) { // the session is gone: resend with the next one
+        me._posting = false;
+        if (me._send !== to) me._pump(); // which may already be here
+        return;
+      }
       if (r.status >= 400 && r.status < 500) me._fire(new Event('error')); // refused
       done(r.status < 500);
     }, function () { done(false); });

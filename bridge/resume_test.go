@@ -248,8 +248,9 @@ func TestBridgeClose(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("after Close: status %d, want 503", resp.StatusCode)
 	}
-	if got := h.post("/a?sg_session="+sid, "text/plain", "x", nil); got != http.StatusNotFound {
-		t.Errorf("POST after Close: status %d, want 404", got)
+	// 503, not 404: the server is going away, the session is not unknown.
+	if got := h.post("/a?sg_session="+sid, "text/plain", "x", nil); got != http.StatusServiceUnavailable {
+		t.Errorf("POST after Close: status %d, want 503", got)
 	}
 }
 

@@ -37,6 +37,9 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) int {
 	if !b.opts.CheckOrigin(r) {
 		return http.StatusForbidden
 	}
+	if b.isClosing() {
+		return http.StatusServiceUnavailable // going away, not an unknown session
+	}
 	sid := r.URL.Query().Get("sg_session")
 	if !validSessionID(sid) {
 		return http.StatusNotFound

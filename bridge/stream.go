@@ -122,6 +122,10 @@ func (b *Bridge) refuse(w http.ResponseWriter, r *http.Request, status int, err 
 		b.setCORS(w, r)
 		w.WriteHeader(status) // EventSource stops for good
 		return
+	case errors.Is(err, wsconn.ErrBackingOff):
+		// The dial guard has logged the burst; one line per refused
+		// client would flood the log while the app is down.
+		b.log.Debug().Str("path", r.URL.Path).Err(err).Msg("sse upstream dial refused during backoff")
 	case errors.As(err, &he):
 		for _, k := range []string{"WWW-Authenticate", "Retry-After"} {
 			if v := he.Header.Values(k); len(v) > 0 {
@@ -129,10 +133,6 @@ func (b *Bridge) refuse(w http.ResponseWriter, r *http.Request, status int, err 
 			}
 		}
 		fallthrough
-	case errors.Is(err, wsconn.ErrBackingOff):
-		// The dial guard has logged the burst; one line per refused
-		// client would flood the log while the app is down.
-		b.log.Debug().Str("path", r.URL.Path).Err(err).Msg("sse upstream dial refused during backoff")
 	case status == http.StatusBadGateway || status == http.StatusGatewayTimeout:
 		b.log.Warn().Str("client_ip", b.opts.ClientIP(r)).Str("path", r.URL.Path).Int("status", status).
 			Str("likely_cause", likelyCause(status)).Err(err).Msg("sse upstream dial failed")
