@@ -444,3 +444,30 @@ func sseCycle(client *http.Client, url string, i int) error {
 	}
 	return nil
 }
+
+// TestSSEUpstreamRefusalIsLogged checks that an upstream refusing the
+// bridged handshake reaches the client as its own status and is logged at
+// Warn with the status and a likely cause.
+func TestSSEUpstreamRefusalIsLogged(t *testing.T) {
+	up := newHTTPBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no token", http.StatusUnauthorized)
+	}))
+	cfg := testConfig(up.URL)
+	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
+	logs, logger := newLogLines(t)
+	srv := startProxy(t, cfg, logger)
+	req, _ := http.NewRequest(http.MethodGet, httpURL(srv, "/live/feed"), nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("got %d, want the upstream's 401", resp.StatusCode)
+	}
+	line := logs.wait(t, 5*time.Second, msgContains("sse upstream dial failed"))
+	if line["level"] != "warn" || line["status"] != 401.0 || line["likely_cause"] == nil {
+		t.Errorf("log line: %v", line)
+	}
+}
