@@ -106,9 +106,17 @@ func TestResumeGap(t *testing.T) {
 }
 
 func TestResumeUnknownSession(t *testing.T) {
+	for name, id := range map[string]string{"unknown": newSessionID() + ".42", "malformed": "not-an-id"} {
+		t.Run(name, func(t *testing.T) { testResumeUnknown(t, id) })
+	}
+}
+
+// testResumeUnknown resumes with lastID, which the bridge does not know: a
+// fresh session, then the unknown gap.
+func testResumeUnknown(t *testing.T, lastID string) {
 	h := newHarness(t, Options{})
-	old := newSessionID()
-	s := h.stream("/ws", http.Header{"Last-Event-ID": {old + ".42"}})
+	old, _, _ := strings.Cut(lastID, ".")
+	s := h.stream("/ws", http.Header{"Last-Event-ID": {lastID}})
 	h.up.next(t) // a fresh upstream connection
 	sess := s.next()
 	for sess.event != "session" {

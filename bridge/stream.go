@@ -103,6 +103,9 @@ func (st *stream) attach() (int, error) {
 			return http.StatusNoContent, err
 		}
 		st.lostSession = true
+	} else if st.r.Header.Get("Last-Event-ID") != "" || st.r.URL.Query().Get("lastEventId") != "" {
+		// An id this bridge never wrote: continuity broke all the same.
+		st.lostSession = true
 	}
 	sid, protocol, sub, status, err := b.startSession(st.r, st.ip)
 	if err != nil {
