@@ -66,15 +66,7 @@ type LegEnd struct {
 // are used: in streamgate a lone leg is always an upstream leg. Call Stop
 // once the reader is done.
 func NewLeg(c *websocket.Conn, opts Options) *Leg {
-	if opts.CloseTimeout <= 0 {
-		opts.CloseTimeout = 3 * time.Second
-	}
-	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = 30 * time.Second
-		if opts.PingInterval > 0 {
-			opts.WriteTimeout = opts.PingInterval + opts.PongTimeout
-		}
-	}
+	opts = opts.withDefaults()
 	l := &Leg{conn: c, opts: opts}
 	if opts.Metrics != nil {
 		l.rtt = opts.Metrics.UpstreamPingRTT

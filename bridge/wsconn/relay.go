@@ -45,6 +45,21 @@ type Options struct {
 	Metrics *Metrics
 }
 
+// withDefaults fills in the zero CloseTimeout and WriteTimeout as their
+// docs say.
+func (o Options) withDefaults() Options {
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 3 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+		if o.PingInterval > 0 {
+			o.WriteTimeout = o.PingInterval + o.PongTimeout
+		}
+	}
+	return o
+}
+
 // Metrics are the collectors a relay feeds. Nil fields are skipped.
 type Metrics struct {
 	MsgsUp, MsgsDown, BytesUp, BytesDown prometheus.Counter
@@ -131,16 +146,7 @@ type Relay struct {
 // NewRelay returns a relay between the client leg c and the upstream leg u,
 // which must both be open. The relay owns both connections from now on.
 func NewRelay(c, u *websocket.Conn, opts Options) *Relay {
-	if opts.CloseTimeout <= 0 {
-		opts.CloseTimeout = 3 * time.Second
-	}
-	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = 30 * time.Second
-		if opts.PingInterval > 0 {
-			opts.WriteTimeout = opts.PingInterval + opts.PongTimeout
-		}
-	}
-	return &Relay{legs: [2]*websocket.Conn{c, u}, opts: opts}
+	return &Relay{legs: [2]*websocket.Conn{c, u}, opts: opts.withDefaults()}
 }
 
 // Run relays until the connection ends and returns how it ended. It
