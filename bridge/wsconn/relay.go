@@ -238,9 +238,12 @@ func (r *Relay) rttObserver(s side) prometheus.Observer {
 
 // extendDeadline gives c another liveness window; without pings there is
 // none.
-func (r *Relay) extendDeadline(c *websocket.Conn) {
+func (r *Relay) extendDeadline(c *websocket.Conn) { r.extendDeadlineFrom(c, time.Now()) }
+
+// extendDeadlineFrom is extendDeadline for a caller that has read the clock.
+func (r *Relay) extendDeadlineFrom(c *websocket.Conn, now time.Time) {
 	if r.opts.PingInterval > 0 && !r.ended.Load() {
-		_ = c.SetReadDeadline(time.Now().Add(r.opts.PingInterval + r.opts.PongTimeout))
+		_ = c.SetReadDeadline(now.Add(r.opts.PingInterval + r.opts.PongTimeout))
 	}
 }
 
@@ -267,7 +270,7 @@ func (r *Relay) pump(from side) {
 		}
 		now := time.Now()
 		r.lastData.Store(now.UnixNano())
-		r.extendDeadline(src)
+		r.extendDeadlineFrom(src, now) // one clock read per message
 		_ = dst.SetWriteDeadline(now.Add(r.opts.WriteTimeout))
 		w, err := dst.NextWriter(mt)
 		if err != nil {
