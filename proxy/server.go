@@ -39,6 +39,7 @@ type Server struct {
 	nextBridges      map[string]*bridge.Bridge
 	bridgeMetrics    *bridge.Metrics
 	bridgeLegMetrics *wsconn.Metrics
+	retiring         sync.WaitGroup // Close calls of bridges a reload replaced
 
 	clientJS http.Handler
 	table    atomic.Pointer[routeTable]
@@ -157,7 +158,9 @@ func (s *Server) swapTable(cfg *config.Config) (*routeTable, error) {
 	old := s.table.Swap(t)
 	for key, b := range retired {
 		if s.bridges[key] != b {
-			go b.Close() // bounded: ends its streams with a retry hint
+			// Close is bounded (it ends its streams with a retry hint);
+			// shutdown waits for it.
+			s.retiring.Go(b.Close)
 		}
 	}
 	return old, nil
@@ -290,6 +293,7 @@ func (s *Server) shutdown() {
 	st := s.conns.drain(ctx, window)
 	<-shutdownDone
 	s.closeBridges()
+	s.retiring.Wait()
 	if s.admin != nil {
 		_ = s.admin.Close()
 	}
