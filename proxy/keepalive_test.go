@@ -61,7 +61,7 @@ func TestKeepalivePingsBothLegs(t *testing.T) {
 	cfg.WebSocket.PongTimeout = config.Duration(40 * time.Millisecond)
 	srv := startProxy(t, cfg, logger)
 	c := dial(t, wsURL(srv, "/"), nil)
-	clientPinged := make(chan struct{}, 1)
+	clientPinged := make(chan struct{}, 16)
 	c.SetPingHandler(func(data string) error {
 		select {
 		case clientPinged <- struct{}{}:
@@ -69,23 +69,38 @@ func TestKeepalivePingsBothLegs(t *testing.T) {
 		}
 		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 	})
+	got := make(chan string, 1)
 	go func() {
 		for {
-			if _, _, err := c.ReadMessage(); err != nil {
+			_, p, err := c.ReadMessage()
+			if err != nil {
+				close(got)
 				return
 			}
+			got <- string(p)
 		}
 	}()
 	for name, ch := range map[string]chan struct{}{"client": clientPinged, "upstream": upstreamPinged} {
 		select {
 		case <-ch:
 		case <-time.After(5 * time.Second):
-			t.Errorf("%s leg never pinged", name)
+			t.Fatalf("%s leg never pinged", name)
 		}
 	}
-	// Answering pings keeps a silent connection open well past the window.
+	// Four more pings (over 200ms) take the silent connection well past
+	// the 90ms liveness window: answering them must have kept it open.
+	for range 4 {
+		select {
+		case <-clientPinged:
+		case <-time.After(5 * time.Second):
+			t.Fatal("pings stopped")
+		}
+	}
 	if err := c.WriteMessage(websocket.TextMessage, []byte("alive")); err != nil {
 		t.Fatalf("connection died despite pongs: %v", err)
+	}
+	if m, ok := <-got; !ok || m != "alive" {
+		t.Fatalf("connection died despite pongs: echo %q", m)
 	}
 }
 
