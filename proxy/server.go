@@ -84,13 +84,13 @@ func (s *Server) listen(cfg *config.Config) error {
 	if s.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	s.publicLn = newFDReserveListener(s.publicLn, refuseUnavailable, s.logger)
+	s.publicLn = newFDReserveListener(s.publicLn, answerUnavailable, s.logger)
 	s.public = s.newHTTPServer(cfg, s, "http server")
 	if cfg.TLS != nil {
 		if s.secureLn, err = net.Listen("tcp", cfg.TLS.Listen); err != nil {
 			return fmt.Errorf("listen tls %s: %w", cfg.TLS.Listen, err)
 		}
-		s.secureLn = newFDReserveListener(s.secureLn, refuseClose, s.logger)
+		s.secureLn = newFDReserveListener(s.secureLn, nil, s.logger)
 		tlsPort := s.secureLn.Addr().(*net.TCPAddr).Port
 		s.tls, err = newTLSFront(cfg.TLS, s.publicLn.Addr().(*net.TCPAddr).Port, tlsPort, s.logger)
 		if err != nil {
