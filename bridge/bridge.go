@@ -81,7 +81,7 @@ type Options struct {
 	// Upstream maps an incoming request to the upstream WebSocket URL and
 	// the headers to send with the handshake. It gets the request without
 	// the bridge's own query parameters (sg_protocols, sg_session,
-	// lastEventId). Subprotocols are the bridge's business: the client's
+	// sg_probe, lastEventId). Subprotocols are the bridge's business: the client's
 	// Sec-WebSocket-Protocol header, or else its ?sg_protocols=a,b query
 	// (EventSource cannot set headers). Required.
 	Upstream func(r *http.Request) (url string, header http.Header)

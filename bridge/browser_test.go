@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -239,16 +240,25 @@ type site struct {
 	dropper      *httptest.Server // accepts them, then drops the connection
 	mu           sync.Mutex
 	ends         []func()
+	tracked      int // SSE streams the bridge served
 	relays       sync.WaitGroup
+
+	// failResume, when set, makes the next resume GET (one with a
+	// Last-Event-ID, not a probe) fail with 502 before it reaches the
+	// bridge, and then announces the next GET on afterFail.
+	failResume atomic.Bool
+	afterFail  chan *http.Request
 }
 
 func newSite(t *testing.T) *site {
-	s := &site{}
+	s := &site{afterFail: make(chan *http.Request, 1)}
+	failed := atomic.Bool{}
 	s.h = newHarness(t, Options{
 		Retry: 200 * time.Millisecond,
 		Track: func(end func()) func() {
 			s.mu.Lock()
 			s.ends = append(s.ends, end)
+			s.tracked++
 			s.mu.Unlock()
 			return func() {}
 		},
@@ -269,6 +279,15 @@ func newSite(t *testing.T) *site {
 	upgrader := wsconn.NewUpgrader(false, nil)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if !websocket.IsWebSocketUpgrade(r) {
+			if r.Method == http.MethodGet && failed.Load() {
+				failed.Store(false)
+				s.afterFail <- r
+			}
+			if r.Method == http.MethodGet && r.Header.Get("Last-Event-ID") != "" && s.failResume.CompareAndSwap(true, false) {
+				failed.Store(true)
+				http.Error(w, "resume failed", http.StatusBadGateway)
+				return
+			}
 			s.h.b.ServeHTTP(w, r)
 			return
 		}
@@ -414,6 +433,24 @@ window.result = new Promise((resolve) => {
     r.got.push(e.data);
     if (r.got.length === 1) phase1(1);
     if (r.got.length === 2) { r.transport = s.transport; resolve(r); }
+  };
+});
+</script>`,
+	// client.js over SSE whose resume fails: it probes, then resumes the
+	// same session (no gap) and gets the message sent meanwhile.
+	"probe.html": `<!doctype html><script src="/.streamgate/client.js"></script><script>
+const r = {opens: 0, closes: 0, gaps: 0, got: []};
+let phase1;
+window.phase1 = new Promise((res) => { phase1 = res; });
+window.result = new Promise((resolve) => {
+  const s = new StreamgateSocket('/echo?greet=1', [], {transport: 'sse', minDelay: 50, maxDelay: 200});
+  s.onopen = () => r.opens++;
+  s.onclose = (e) => { r.closes++; r.code = e.code; resolve(r); };
+  s.addEventListener('gap', () => r.gaps++);
+  s.onmessage = (e) => {
+    r.got.push(e.data);
+    if (r.got.length === 1) phase1(1);
+    if (r.got.length === 2) resolve(r);
   };
 });
 </script>`,
@@ -587,5 +624,46 @@ func TestBrowserEventSource(t *testing.T) {
 	d.await(t, ctx, tab, "result", &q)
 	if len(q.Sessions) != 2 || q.Sessions[0] != q.Sessions[1] {
 		t.Errorf("sessions %v, want a quiet EventSource to resume its session", q.Sessions)
+	}
+}
+
+// TestBrowserResumeProbe fails a resume of client.js's EventSource, so
+// that the page probes (sg_probe=1) whether the session ended: the probe
+// must not be a stream (it would take the session over), and the page
+// then resumes its session with no gap and no close.
+func TestBrowserResumeProbe(t *testing.T) {
+	d := chromium(t)
+	s := newSite(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tab := d.open(t, ctx, s.intermediary.URL+"/page/probe.html")
+	var n int
+	d.await(t, ctx, tab, "phase1", &n)
+	up := s.h.up.next(t)
+	s.failResume.Store(true)
+	s.endStreams() // EventSource reconnects with Last-Event-ID and gets 502
+	var probe *http.Request
+	select {
+	case probe = <-s.afterFail:
+	case <-ctx.Done():
+		t.Fatal("the page sent nothing after its resume failed")
+	}
+	if q := probe.URL.Query(); q.Get("sg_probe") != "1" || q.Get("lastEventId") == "" {
+		t.Errorf("request after the failed resume: %s, want a probe with sg_probe=1 and lastEventId", probe.URL.RequestURI())
+	}
+	up.send(t, false, "late") // the resume replays it
+	var r struct {
+		Opens, Closes, Gaps, Code int
+		Got                       []string
+	}
+	d.await(t, ctx, tab, "result", &r)
+	if r.Opens != 1 || r.Closes != 0 || r.Gaps != 0 || fmt.Sprint(r.Got) != "[greet 1 late]" {
+		t.Errorf("page saw %+v, want one open, no close, no gap, [greet 1 late]", r)
+	}
+	s.mu.Lock()
+	tracked := s.tracked
+	s.mu.Unlock()
+	if tracked != 2 {
+		t.Errorf("the bridge served %d streams, want 2 (the first and the resume): the probe was a stream", tracked)
 	}
 }

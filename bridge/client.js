@@ -157,10 +157,12 @@ class StreamgateSocket extends EventTarget {
     };
   }
 
-  // a resume failed: 204 means the upstream closed the session
+  // a resume failed: 204 means the upstream closed the session; sg_probe
+  // (not in DESIGN.md) gets the status alone, with no side effect
   _probe() {
     var me = this, u = new URL(this._http);
     u.searchParams.set('lastEventId', this._last);
+    u.searchParams.set('sg_probe', '1');
     fetch(u.href, { headers: { Accept: 'text/event-stream' }, credentials: this._cred }).then(function (r) {
       if (r.body) r.body.cancel().catch(function () {});
       if (r.status === 204) me._end(1005, '', true);

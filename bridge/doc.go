@@ -71,6 +71,19 @@
 // one stream at a time: a second one takes over and the first ends. With
 // Options.BindIP, only the session's client IP may resume it.
 //
+// # Resume probe (an extension of DESIGN.md)
+//
+// GET <path>?sg_probe=1 with Accept: text/event-stream and a
+// Last-Event-ID header or ?lastEventId= answers, without a body, the
+// status a resume with that id would get, and has no side effects: no
+// upstream dial, no session attached, renewed or created. 204 means the
+// upstream closed the session and the client has every event; 200 means a
+// resume would stream (the session, or a fresh one: a probe cannot
+// foresee the upstream's answer to a dial); 503 means the bridge is
+// closing; 403 and 406 as for a stream. client.js uses it when
+// EventSource gave up on a resume. The parameter is never forwarded
+// upstream.
+//
 // # Back-channel
 //
 // POST <path>?sg_session=<id> sends its body upstream as one message: text

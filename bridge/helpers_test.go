@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -452,7 +453,8 @@ func (h *harness) post(path, contentType, body string, hdr http.Header) int {
 // messages reach a session's log and when sessions end.
 type hookStore struct {
 	store
-	appended chan uint64 // every seq appended, any session
+	appended chan uint64  // every seq appended, any session
+	creates  atomic.Int32 // sessions created
 }
 
 type hookLog struct {
@@ -467,6 +469,7 @@ func (l hookLog) Append(binary bool, data []byte) uint64 {
 }
 
 func (h *hookStore) Create(id string, o owner) (sessionLog, error) {
+	h.creates.Add(1)
 	l, err := h.store.Create(id, o)
 	if err != nil {
 		return nil, err

@@ -281,3 +281,52 @@ func TestResumeBindIP(t *testing.T) {
 		t.Errorf("a resume from the session's IP got %q, want %q", got, sid)
 	}
 }
+
+// TestProbeHasNoSideEffects checks that a resume probe (?sg_probe=1, what
+// client.js sends when EventSource gave up on a resume) answers the
+// status alone: the live session's stream is not taken over, an unknown
+// session is not dialled, and a closed one answers 204.
+func TestProbeHasNoSideEffects(t *testing.T) {
+	h := newHarness(t, Options{})
+	hs := h.hook()
+	s := h.stream("/ws", nil)
+	sid := s.session()
+	up := h.up.next(t)
+
+	probe := func(lastEventID string) int {
+		t.Helper()
+		resp, cancel := h.get("/ws?sg_probe=1&lastEventId="+lastEventID, nil)
+		defer cancel()
+		defer resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); strings.HasPrefix(ct, "text/event-stream") {
+			t.Fatalf("probe %s answered with an event stream (status %d)", lastEventID, resp.StatusCode)
+		}
+		return resp.StatusCode
+	}
+	if got := probe(sid + ".0"); got != http.StatusOK {
+		t.Errorf("probe of the live session: status %d, want 200", got)
+	}
+	if got := probe(newSessionID() + ".3"); got != http.StatusOK {
+		t.Errorf("probe of an unknown session: status %d, want 200", got)
+	}
+	if n := hs.creates.Load(); n != 1 {
+		t.Errorf("%d sessions created, want 1: a probe opened a session", n)
+	}
+	// The stream was not taken over: it still gets live events.
+	up.send(t, false, "after the probes")
+	if ev := s.nextEvent(); ev.data != "after the probes" {
+		t.Fatalf("stream got %q", ev.data)
+	}
+
+	up.close(websocket.CloseNormalClosure, "bye")
+	if ev := s.nextEvent(); ev.event != "close" {
+		t.Fatalf("got %q, want the close event", ev.event)
+	}
+	s.waitEnd()
+	if got := probe(sid + ".1"); got != http.StatusNoContent {
+		t.Errorf("probe of a closed session with every event: status %d, want 204", got)
+	}
+	if got := probe(sid + ".0"); got != http.StatusOK {
+		t.Errorf("probe of a closed session with an event missed: status %d, want 200 (the resume replays it)", got)
+	}
+}

@@ -156,7 +156,7 @@ func (o *once) close() { o.o.Do(func() { close(o.c) }) }
 
 // bridgeParams are the query parameters of the bridge's own, removed
 // before the request is mapped to the upstream URL.
-var bridgeParams = []string{"sg_protocols", "sg_session", "lastEventId"}
+var bridgeParams = []string{"sg_protocols", "sg_session", "sg_probe", "lastEventId"}
 
 // startSession dials the upstream for r, registers a new session and
 // attaches the stream to it. On failure it returns the status to answer

@@ -199,6 +199,25 @@ func (m *memStore) Attach(id, clientIP string) (subscription, error) {
 	return nil, errNoSession
 }
 
+func (m *memStore) Probe(id, clientIP string, after uint64) error {
+	if s, ok := m.lookup(id); ok { // Peek: the LRU order stays as it is
+		s.mu.Lock()
+		resumable := !s.gone && (!m.bindIP || s.ip == "" || s.ip == clientIP)
+		closed := s.closed != nil && after >= s.log.Head()
+		s.mu.Unlock()
+		switch {
+		case resumable && closed:
+			return errSessionClosed
+		case resumable:
+			return nil
+		}
+	}
+	if m.tombs.Contains(keyOf(id)) { // Contains does not touch the LRU order either
+		return errSessionClosed
+	}
+	return errNoSession
+}
+
 func (m *memStore) Send(ctx context.Context, id string, msg message) error {
 	s, ok := m.lookup(id)
 	if !ok {

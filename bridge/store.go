@@ -42,6 +42,13 @@ type store interface {
 	// not know (or, binding sessions to IPs, one of another IP),
 	// errSessionClosed for one whose upstream closed it.
 	Attach(id, clientIP string) (subscription, error)
+	// Probe reports what Attach(id, clientIP) by a client that has the
+	// events up to seq after would lead to, without attaching, renewing
+	// or creating anything: nil when it would resume the session,
+	// errSessionClosed when the upstream closed the session and the
+	// client has every event (204), errNoSession when it would get a
+	// fresh session.
+	Probe(id, clientIP string, after uint64) error
 	// Send hands one back-channel message to session id's owner and
 	// returns once it was written to the upstream (acknowledged =
 	// written). Messages are written one at a time, in the order their

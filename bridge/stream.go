@@ -68,6 +68,10 @@ func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this URL serves text/event-stream", http.StatusNotAcceptable)
 		return
 	}
+	if r.URL.Query().Get("sg_probe") == "1" {
+		b.serveProbe(w, r)
+		return
+	}
 	if !b.enter() {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
@@ -113,6 +117,32 @@ func (st *stream) attach() (int, error) {
 	}
 	st.sid, st.protocol, st.sub = sid, protocol, sub
 	return 0, nil
+}
+
+// serveProbe answers GET <path>?sg_probe=1 with the Last-Event-ID header
+// or ?lastEventId= of a resume: the status that resume would get, without
+// dialling the upstream, attaching to, renewing or creating a session. It
+// is not in DESIGN.md's protocol: client.js's resume probe uses it to learn
+// whether a resume that EventSource gave up on met a closed session (204,
+// the logical connection is over) rather than a passing failure (it
+// reconnects), where a real GET would take the session over or open a new
+// one just to be thrown away. The answer carries no body: 204 for a
+// session whose upstream closed and whose every event the client has,
+// 503 while the bridge closes, else 200 (the resume would stream: the live
+// session, or a fresh one, whose dial a probe cannot foresee).
+func (b *Bridge) serveProbe(w http.ResponseWriter, r *http.Request) {
+	status := http.StatusOK
+	if b.isClosing() {
+		status = http.StatusServiceUnavailable
+	} else if sid, seq, ok := lastEventID(r); ok && errors.Is(b.store.Probe(sid, b.opts.ClientIP(r), seq), errSessionClosed) {
+		status = http.StatusNoContent
+	}
+	b.setCORS(w, r)
+	w.Header().Set("Cache-Control", "no-store")
+	if status == http.StatusOK {
+		w.Header().Set("Content-Length", "0")
+	}
+	w.WriteHeader(status)
 }
 
 // refuse answers a stream request that gets no stream. Upstream failures
