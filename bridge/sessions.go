@@ -68,10 +68,14 @@ type memStore struct {
 	max         int
 	bindIP      bool // a stream attaches only from the session's IP
 
-	mu     sync.Mutex // serialises Create's capacity check with its Add, and Close
+	mu     sync.Mutex // serialises the table's Adds (Create, renew), and Close
 	closed bool
 	table  *expirable.LRU[tableKey, *memSession]
 	tombs  *lru.Cache[tableKey, struct{}]
+
+	// testHookRenew, if set (by tests, before the first request), runs
+	// at the start of every renew.
+	testHookRenew func(*memSession)
 }
 
 // newMemStore returns a store of at most maxSessions sessions, each
@@ -144,16 +148,34 @@ func (m *memStore) lookup(id string) (*memSession, bool) {
 	return s, true
 }
 
-// renew re-Adds s, restarting its TTL. If s was evicted meanwhile, the Add
-// put back a ghost, which is removed again at once.
+// renew re-Adds s, restarting its TTL, unless s has left the table
+// meanwhile (its callers check that first, but not under the lock that
+// counts): at MaxSessions, adding an evicted session back would evict
+// another, unrelated one. m.mu serialises renew with Create, the only
+// other Add, so no session can take s's place between the check and the
+// Add; only the LRU's cleaner, which takes no m.mu, can still expire s in
+// between. That frees the room the Add then takes, so it evicts nothing,
+// and the ghost it put back is removed again at once.
 func (m *memStore) renew(s *memSession) {
+	if m.testHookRenew != nil {
+		m.testHookRenew(s)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.isGone() || !m.table.Contains(s.key) {
+		return
+	}
 	m.table.Add(s.key, s)
-	s.mu.Lock()
-	gone := s.gone
-	s.mu.Unlock()
-	if gone {
+	if s.isGone() {
 		m.table.Remove(s.key)
 	}
+}
+
+// isGone reports whether s has left the table.
+func (s *memSession) isGone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gone
 }
 
 func (m *memStore) Create(id string, o owner) (sessionLog, error) {

@@ -1,0 +1,73 @@
+package bridge
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// TestRenewNeverAddsBackEvicted evicts a session between its stream's
+// detach and the TTL renewal that follows (a new session takes its place
+// in a full table): the renewal must not add it back, which would evict
+// another session, whose stream is attached.
+func TestRenewNeverAddsBackEvicted(t *testing.T) {
+	h := newHarness(t, Options{MaxSessions: 2})
+	ms := h.b.store.(*memStore)
+	var target atomic.Pointer[string]
+	newcomer := make(chan *http.Response, 1)
+	ms.testHookRenew = func(s *memSession) {
+		if p := target.Load(); p == nil || *p != s.id || !target.CompareAndSwap(p, nil) {
+			return
+		}
+		// s's stream has detached: a new session now evicts s, the
+		// least recently used and idle.
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, h.srv.URL+"/ws?n=newcomer", nil)
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := h.srv.Client().Do(req)
+		if err != nil {
+			t.Errorf("newcomer: %v", err)
+			resp = nil
+		}
+		newcomer <- resp
+	}
+
+	idle := h.stream("/ws?n=idle", nil)
+	idleID := idle.session()
+	idleUp := h.up.next(t)
+	attached := h.stream("/ws?n=attached", nil)
+	attached.session()
+	attachedUp := h.up.next(t)
+
+	target.Store(&idleID)
+	idle.close() // detach, then renew: the hook runs
+	var resp *http.Response
+	select {
+	case resp = <-newcomer:
+	case <-time.After(wait):
+		t.Fatal("the idle session's stream never renewed it")
+	}
+	if resp == nil {
+		t.FailNow()
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("newcomer: status %d, want 200 (the idle session evicted)", resp.StatusCode)
+	}
+	if code, _ := idleUp.waitClosed(t); code != websocket.CloseGoingAway {
+		t.Errorf("evicted session's upstream got close %d, want 1001", code)
+	}
+
+	attachedUp.send(t, false, "still here")
+	if ev := attached.nextEvent(); ev.data != "still here" {
+		t.Errorf("attached stream got %q", ev.data)
+	}
+	select {
+	case <-attachedUp.closed:
+		t.Errorf("the attached session's upstream was closed (code %d)", attachedUp.code)
+	default:
+	}
+}
