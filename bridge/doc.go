@@ -90,7 +90,11 @@
 // for a text/* Content-Type, binary otherwise. It answers 202 only once the
 // message is written to the upstream socket; 404 for an unknown session,
 // 413 for a body over the leg's MaxMessageSize, 403 for a refused Origin
-// (and, with Options.BindIP, a client IP other than the stream's). OPTIONS
+// (and, with Options.BindIP, a client IP other than the stream's). The
+// session is looked up before the body is read: a POST to an unknown
+// session gets its 404 without its body being read (on HTTP/1.x the
+// connection then closes, so that the server does not read it either).
+// OPTIONS
 // answers CORS preflights for origins Options.CORSOrigin allows.
 //
 // # Sessions, goroutines and buffers

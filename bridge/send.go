@@ -22,9 +22,19 @@ import (
 // MaxMessageSize; 400 for text that is not UTF-8; 503 when too many
 // messages of the session are waiting; 502 when writing upstream failed.
 func (b *Bridge) serveSend(w http.ResponseWriter, r *http.Request) {
-	status := b.send(w, r)
+	bodyRead := false
+	status := b.send(w, r, &bodyRead)
 	b.opts.Metrics.post(status)
 	b.setCORS(w, r)
+	if !bodyRead && r.ProtoMajor == 1 && r.ContentLength != 0 {
+		// Refused before its body was read: close the connection rather
+		// than have the server read (up to 256 KiB of) the body after
+		// the handler to reuse it, before it even sends the answer. (On
+		// HTTP/2 the server resets the stream's unread body by itself;
+		// there, "Connection: close" would end every stream of the
+		// connection with a GOAWAY.)
+		w.Header().Set("Connection", "close")
+	}
 	if status == http.StatusAccepted {
 		w.WriteHeader(status)
 		return
@@ -32,17 +42,31 @@ func (b *Bridge) serveSend(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, http.StatusText(status), status)
 }
 
-// send delivers the POSTed message and returns the status to answer with.
-func (b *Bridge) send(w http.ResponseWriter, r *http.Request) int {
+// send delivers the POSTed message and returns the status to answer with;
+// it sets *bodyRead once it has started to read the body.
+func (b *Bridge) send(w http.ResponseWriter, r *http.Request, bodyRead *bool) int {
 	if !b.opts.CheckOrigin(r) {
 		return http.StatusForbidden
 	}
 	if b.isClosing() {
 		return http.StatusServiceUnavailable // going away, not an unknown session
 	}
+	// The session is looked up before a byte of the body is read: a POST
+	// to a session that is not there (or not this client's) is answered
+	// at once, whatever body it announces.
+	var from string
+	if b.opts.BindIP {
+		from = b.opts.ClientIP(r)
+	}
 	sid := r.URL.Query().Get("sg_session")
 	if !validSessionID(sid) {
 		return http.StatusNotFound
+	}
+	switch err := b.store.CanSend(sid, from); {
+	case errors.Is(err, errNoSession):
+		return http.StatusNotFound
+	case errors.Is(err, errWrongIP):
+		return http.StatusForbidden
 	}
 	limit := b.opts.Leg.MaxMessageSize
 	if r.ContentLength > limit {
@@ -51,6 +75,7 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) int {
 	// A body trickled in byte by byte must not hold the handler: the
 	// whole body has BodyTimeout to arrive.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(b.opts.BodyTimeout))
+	*bodyRead = true
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var mbe *http.MaxBytesError
 	var ne net.Error
@@ -68,9 +93,7 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) int {
 	if !m.Binary && !utf8.Valid(body) {
 		return http.StatusBadRequest
 	}
-	if b.opts.BindIP {
-		m.From = b.opts.ClientIP(r)
-	}
+	m.From = from
 	err = b.store.Send(r.Context(), sid, m)
 	switch {
 	case err == nil:

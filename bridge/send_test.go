@@ -3,6 +3,7 @@ package bridge
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -187,6 +188,58 @@ func TestSendSlowBodyCutOff(t *testing.T) {
 	}
 	t.Logf("slow body cut off after %s (body timeout 200ms)", time.Since(start))
 	if code := h.post("/ws?sg_session="+sid, "text/plain", "after", nil); code != http.StatusAccepted {
+		t.Fatalf("session disturbed: POST got %d", code)
+	}
+	if m := up.next(t); m.data != "after" {
+		t.Errorf("upstream got %q", m.data)
+	}
+}
+
+// TestSendLooksUpSessionFirst sends POSTs whose bodies never come, to an
+// unknown session and from another IP than the stream's: each is answered
+// at once, without the body being asked for (no 100 Continue) or awaited.
+func TestSendLooksUpSessionFirst(t *testing.T) {
+	h := newHarness(t, Options{
+		BodyTimeout: time.Hour, // only the session lookup can answer in time
+		BindIP:      true,
+		ClientIP:    func(r *http.Request) string { return r.Header.Get("X-Test-IP") },
+	})
+	s := h.stream("/ws", http.Header{"X-Test-IP": {"10.0.0.1"}})
+	sid := s.session()
+	up := h.up.next(t)
+	for _, tt := range []struct {
+		name, sid, ip, expect string
+		status                int
+	}{
+		{"unknown session, 100-continue", newSessionID(), "10.0.0.1", "100-continue", http.StatusNotFound},
+		{"unknown session, body withheld", newSessionID(), "10.0.0.1", "", http.StatusNotFound},
+		{"other IP, body withheld", sid, "10.0.0.2", "", http.StatusForbidden},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", h.srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			req := fmt.Sprintf("POST /ws?sg_session=%s HTTP/1.1\r\nHost: x\r\nX-Test-IP: %s\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n", tt.sid, tt.ip)
+			if tt.expect != "" {
+				req += "Expect: " + tt.expect + "\r\n"
+			}
+			if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(wait)) // bounds a failing test only
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer before the body: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+		})
+	}
+	if code := h.post("/ws?sg_session="+sid, "text/plain", "after", http.Header{"X-Test-IP": {"10.0.0.1"}}); code != http.StatusAccepted {
 		t.Fatalf("session disturbed: POST got %d", code)
 	}
 	if m := up.next(t); m.data != "after" {

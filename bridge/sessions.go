@@ -240,19 +240,34 @@ func (m *memStore) Probe(id, clientIP string, after uint64) error {
 	return errNoSession
 }
 
-func (m *memStore) Send(ctx context.Context, id string, msg message) error {
+// sendable finds the session a back-channel message from the client IP
+// from (empty unless binding to IPs) goes to.
+func (m *memStore) sendable(id, from string) (*memSession, error) {
 	s, ok := m.lookup(id)
 	if !ok {
-		return errNoSession
+		return nil, errNoSession
 	}
 	s.mu.Lock()
 	gone, closed, ip := s.gone, s.closed != nil, s.ip
 	s.mu.Unlock()
 	switch {
 	case gone || closed:
-		return errNoSession
-	case msg.From != "" && msg.From != ip:
-		return errWrongIP
+		return nil, errNoSession
+	case from != "" && from != ip:
+		return nil, errWrongIP
+	}
+	return s, nil
+}
+
+func (m *memStore) CanSend(id, from string) error {
+	_, err := m.sendable(id, from)
+	return err
+}
+
+func (m *memStore) Send(ctx context.Context, id string, msg message) error {
+	s, err := m.sendable(id, msg.From)
+	if err != nil {
+		return err
 	}
 	if s.pending.Add(1) > maxPendingSends {
 		s.pending.Add(-1)

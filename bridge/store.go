@@ -56,6 +56,11 @@ type store interface {
 	// is not the attached stream's IP), errBusy (too many messages
 	// waiting), or the owner's write error.
 	Send(ctx context.Context, id string, m message) error
+	// CanSend reports what a Send to session id from the client IP from
+	// (empty unless sessions are bound to IPs) would now meet before its
+	// delivery: errNoSession, errWrongIP, or nil. The back-channel asks
+	// it before it reads a body; Send checks again.
+	CanSend(id, from string) error
 	// Close removes every session, telling each owner to expire; later
 	// Creates fail with errClosed.
 	Close()
