@@ -72,7 +72,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *route
 	// returns and net/http frees the request, its response buffers and
 	// the handler's grown stack: an idle proxied WebSocket then holds only
 	// the two legs and two small goroutines.
-	rel := wsconn.NewRelay(c, up, rt.ws)
+	opts := rt.ws
+	opts.ClientDeflate = wsconn.NegotiatesDeflate(rt.upgrader, r)
+	rel := wsconn.NewRelay(c, up, opts)
 	untrack := s.conns.track("ws", rel.Shutdown)
 	go func() {
 		defer release()

@@ -65,12 +65,14 @@ func NewDialer(opts DialOptions) *websocket.Dialer {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
 	}
+	plain, secure := dialHandshakeConn(dial, opts.TLSConfig)
 	return &websocket.Dialer{
-		NetDialContext:   dial,
-		HandshakeTimeout: timeout,
-		TLSClientConfig:  opts.TLSConfig,
-		ReadBufferSize:   readBufferSize,
-		WriteBufferPool:  pool,
+		NetDialContext:    plain,
+		NetDialTLSContext: secure,
+		HandshakeTimeout:  timeout,
+		TLSClientConfig:   opts.TLSConfig,
+		ReadBufferSize:    readBufferSize,
+		WriteBufferPool:   pool,
 	}
 }
 
@@ -91,6 +93,24 @@ func NewUpgrader(compression bool, pool websocket.BufferPool) *websocket.Upgrade
 		EnableCompression: compression,
 		CheckOrigin:       func(*http.Request) bool { return true },
 	}
+}
+
+// NegotiatesDeflate reports whether u accepts permessage-deflate for the
+// handshake request r, by gorilla's rule: compression is enabled and the
+// client offers the extension.
+func NegotiatesDeflate(u *websocket.Upgrader, r *http.Request) bool {
+	if !u.EnableCompression {
+		return false
+	}
+	for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
+		for ext := range strings.SplitSeq(v, ",") {
+			name, _, _ := strings.Cut(ext, ";")
+			if strings.EqualFold(strings.TrimSpace(name), "permessage-deflate") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // HandshakeError reports an upstream that answered the WebSocket handshake

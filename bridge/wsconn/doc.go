@@ -3,12 +3,20 @@
 // with pings, relaying messages between two legs, forwarding close codes, and
 // the end-of-connection statistics line.
 //
-// A relayed connection costs two goroutines, one per direction: each reads
-// one leg and writes the other, so every gorilla connection keeps its
-// contract of one concurrent reader and one concurrent writer. Pings, close
-// frames and timers go through WriteControl, which gorilla allows from any
-// goroutine, and are driven by one runtime timer per connection rather than a
-// goroutine, so an idle connection holds no ticker goroutine.
+// gorilla does both handshakes. A relayed connection then costs two
+// goroutines, one per direction, each reading one leg and writing the other.
+// Unless the client leg compresses, the relay works on frames, not messages:
+// each data frame is forwarded as it arrived (client frames keep the
+// client's mask, which the upstream requires anyway; upstream frames go out
+// unmasked, as the client requires), header and payload in one write from
+// the read buffer, with the size limit, UTF-8 and protocol checks done on the
+// way and no allocation per message. Writes to a leg are serialised by a
+// lock held for a whole frame, so the relay's own control frames (pongs,
+// pings, close) never land inside one. A compressed connection is relayed
+// message by message through gorilla, whose WriteControl may be called from
+// any goroutine. Pings and timers are driven by one runtime timer per
+// connection rather than a goroutine, so an idle connection holds no ticker
+// goroutine.
 //
 // A leg that is not relayed to another WebSocket (the SSE bridge's upstream
 // leg) is a Leg: the same read limit, liveness deadline, timer-driven pings,

@@ -31,14 +31,20 @@ func installHandlers(c *websocket.Conn, extend func(), rtt prometheus.Observer) 
 	})
 	c.SetPongHandler(func(data string) error {
 		extend()
-		if rtt != nil && len(data) == 8 {
-			sent := int64(binary.BigEndian.Uint64([]byte(data)))
-			if d := time.Now().UnixNano() - sent; d >= 0 && d < int64(time.Hour) {
-				rtt.Observe(time.Duration(d).Seconds())
-			}
-		}
+		observePong(rtt, []byte(data), time.Now())
 		return nil
 	})
+}
+
+// observePong feeds rtt (nil: none) the round trip of a pong that echoes
+// one of our pings' payload.
+func observePong(rtt prometheus.Observer, data []byte, now time.Time) {
+	if rtt != nil && len(data) == 8 {
+		sent := int64(binary.BigEndian.Uint64(data))
+		if d := now.UnixNano() - sent; d >= 0 && d < int64(time.Hour) {
+			rtt.Observe(time.Duration(d).Seconds())
+		}
+	}
 }
 
 // readEnd is how reading a leg ended.
@@ -62,6 +68,7 @@ func classifyRead(err error, peer string, peerBy ClosedBy, opts Options) readEnd
 	e := readEnd{by: peerBy, code: websocket.CloseAbnormalClosure}
 	var ce *websocket.CloseError
 	var ne net.Error
+	var pe *ProtocolError
 	switch {
 	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
 		// gorilla has echoed the close frame.
@@ -76,6 +83,10 @@ func classifyRead(err error, peer string, peerBy ClosedBy, opts Options) readEnd
 		e.by, e.code = ClosedByError, websocket.CloseInvalidFramePayloadData
 		e.tell = &closeFrame{e.code, "invalid UTF-8 in a text message"}
 		e.err = fmt.Errorf("%s sent a text message that is not UTF-8", peer)
+	case errors.As(err, &pe):
+		e.by, e.code = ClosedByError, websocket.CloseProtocolError
+		e.tell = &closeFrame{e.code, pe.Reason}
+		e.err = fmt.Errorf("read %s: %w", peer, err)
 	case errors.As(err, &ne) && ne.Timeout():
 		e.by = ClosedByPingTimeout
 		e.err = fmt.Errorf("%s sent no frame, not even a pong, for %s", peer, opts.PingInterval+opts.PongTimeout)

@@ -43,6 +43,11 @@ type Options struct {
 	// connection runs (flushed at each keepalive tick and at the end) and
 	// ping round-trip times.
 	Metrics *Metrics
+	// ClientDeflate reports that the client leg negotiated
+	// permessage-deflate (see NegotiatesDeflate). Such a connection is
+	// relayed message by message through gorilla, which inflates and
+	// deflates; any other is relayed frame by frame.
+	ClientDeflate bool
 }
 
 // withDefaults fills in the zero CloseTimeout and WriteTimeout as their
@@ -122,9 +127,22 @@ type ending struct {
 
 // Relay copies messages between a client leg and an upstream leg, keeps
 // both alive with pings and closes both when either ends. Run it once.
+//
+// It relays frame by frame unless the client leg compresses: each data
+// frame goes to the other leg as it arrived, header and payload, in one
+// write from the read buffer, with no allocation. Only the gorilla
+// connections' handshakes are used then; their buffers are dropped. A
+// compressed connection is relayed message by message through gorilla.
 type Relay struct {
-	legs [2]*websocket.Conn
-	opts Options
+	conns  [2]net.Conn
+	legs   [2]*websocket.Conn // message relay only
+	out    [2]*frameWriter    // frame relay only
+	frames bool
+	opts   Options
+	window time.Duration // liveness window: PingInterval+PongTimeout
+	// extended is when each leg's read deadline was last moved; each is
+	// touched by that leg's reading goroutine only (and before it starts).
+	extended [2]time.Time
 
 	start    time.Time
 	lastData atomic.Int64 // unix nanoseconds of the last data message
@@ -146,7 +164,18 @@ type Relay struct {
 // NewRelay returns a relay between the client leg c and the upstream leg u,
 // which must both be open. The relay owns both connections from now on.
 func NewRelay(c, u *websocket.Conn, opts Options) *Relay {
-	return &Relay{legs: [2]*websocket.Conn{c, u}, opts: opts.withDefaults()}
+	opts = opts.withDefaults()
+	r := &Relay{conns: [2]net.Conn{c.NetConn(), u.NetConn()}, opts: opts, frames: !opts.ClientDeflate}
+	if opts.PingInterval > 0 {
+		r.window = opts.PingInterval + opts.PongTimeout
+	}
+	if r.frames {
+		r.out[client] = &frameWriter{conn: r.conns[client], timeout: opts.WriteTimeout}
+		r.out[upstream] = &frameWriter{conn: r.conns[upstream], mask: true, timeout: opts.WriteTimeout}
+	} else {
+		r.legs = [2]*websocket.Conn{c, u}
+	}
+	return r
 }
 
 // Run relays until the connection ends and returns how it ended. It
@@ -164,12 +193,16 @@ func (r *Relay) Run(ctx context.Context) Result {
 	r.tickMu.Unlock()
 	stop := context.AfterFunc(ctx, r.Shutdown)
 
+	pump := r.pump
+	if r.frames {
+		pump = r.pumpFrames
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.copyToUpstream()
+		pump(client)
 	}()
-	r.copyToClient()
+	pump(upstream)
 	<-done
 	stop()
 
@@ -215,15 +248,27 @@ func (r *Relay) result() Result {
 	}
 }
 
-// configure sets leg s's read limit, liveness deadline and control frame
-// handlers. Handlers run in the goroutine reading s.
+// configure sets leg s's liveness deadline and, for the message relay, its
+// read limit and control frame handlers. Handlers run in the goroutine
+// reading s.
 func (r *Relay) configure(s side) {
+	r.extendDeadlineFrom(s, r.start)
+	if r.frames {
+		return
+	}
 	c := r.legs[s]
 	if r.opts.MaxMessageSize > 0 {
 		c.SetReadLimit(r.opts.MaxMessageSize)
 	}
-	r.extendDeadline(c)
-	installHandlers(c, func() { r.extendDeadline(c) }, r.rttObserver(s))
+	installHandlers(c, func() { r.extendDeadlineFrom(s, time.Now()) }, r.rttObserver(s))
+}
+
+// writeControl sends a control frame to leg s from any goroutine.
+func (r *Relay) writeControl(s side, op int, payload []byte, deadline time.Time) error {
+	if r.frames {
+		return r.out[s].writeControl(byte(op), payload, deadline)
+	}
+	return r.legs[s].WriteControl(op, payload, deadline)
 }
 
 func (r *Relay) rttObserver(s side) prometheus.Observer {
@@ -236,22 +281,18 @@ func (r *Relay) rttObserver(s side) prometheus.Observer {
 	return r.opts.Metrics.UpstreamPingRTT
 }
 
-// extendDeadline gives c another liveness window; without pings there is
-// none.
-func (r *Relay) extendDeadline(c *websocket.Conn) { r.extendDeadlineFrom(c, time.Now()) }
-
-// extendDeadlineFrom is extendDeadline for a caller that has read the clock.
-func (r *Relay) extendDeadlineFrom(c *websocket.Conn, now time.Time) {
-	if r.opts.PingInterval > 0 && !r.ended.Load() {
-		_ = c.SetReadDeadline(now.Add(r.opts.PingInterval + r.opts.PongTimeout))
+// extendDeadlineFrom gives leg s another liveness window from now, the time
+// a frame arrived; without pings there is none. The deadline is moved only
+// when a sixteenth of the window has passed since it last was, so a busy
+// leg does not reset a runtime timer per frame: a leg is declared dead
+// after between 15/16 of the window and the window of silence.
+func (r *Relay) extendDeadlineFrom(s side, now time.Time) {
+	if r.window <= 0 || r.ended.Load() || now.Sub(r.extended[s]) < r.window/16 {
+		return
 	}
+	_ = r.conns[s].SetReadDeadline(now.Add(r.window))
+	r.extended[s] = now
 }
-
-// copyToUpstream relays client messages to the upstream.
-func (r *Relay) copyToUpstream() { r.pump(client) }
-
-// copyToClient relays upstream messages to the client.
-func (r *Relay) copyToClient() { r.pump(upstream) }
 
 // pump reads messages from leg from and writes each to the other leg,
 // streaming it frame by frame, until either leg fails or the relay ends.
@@ -262,7 +303,7 @@ func (r *Relay) pump(from side) {
 		mt, rd, err := src.NextReader()
 		if err != nil {
 			r.readFailed(from, err)
-			r.lingerAfterRefusal(src, err)
+			r.lingerAfterRefusal(r.conns[from], err)
 			return
 		}
 		if r.ended.Load() {
@@ -270,7 +311,7 @@ func (r *Relay) pump(from side) {
 		}
 		now := time.Now()
 		r.lastData.Store(now.UnixNano())
-		r.extendDeadlineFrom(src, now) // one clock read per message
+		r.extendDeadlineFrom(from, now) // one clock read per message
 		_ = dst.SetWriteDeadline(now.Add(r.opts.WriteTimeout))
 		w, err := dst.NextWriter(mt)
 		if err != nil {
@@ -285,7 +326,7 @@ func (r *Relay) pump(from side) {
 		if err != nil {
 			if er.err != nil {
 				r.readFailed(from, er.err)
-				r.lingerAfterRefusal(src, er.err)
+				r.lingerAfterRefusal(r.conns[from], er.err)
 			} else {
 				r.writeFailed(1-from, err)
 			}
@@ -298,6 +339,11 @@ func (r *Relay) pump(from side) {
 
 // readFailed decides how the relay ends when reading leg s failed with err.
 func (r *Relay) readFailed(s side, err error) {
+	var we *writeError
+	if errors.As(err, &we) {
+		r.writeFailed(1-s, we.err)
+		return
+	}
 	if r.ended.Load() {
 		return // our own close: the echo, a reset or the hard close
 	}
@@ -309,10 +355,10 @@ func (r *Relay) readFailed(s side, err error) {
 		// Pass the peer's code and reason on.
 		e.send[1-s] = &closeFrame{re.code, re.reason}
 	case re.tell != nil:
-		// The sender broke a rule (size, UTF-8): tell it why. gorilla
-		// has sent 1009 itself for some oversize frames; it never sends
-		// a second close frame.
-		_ = r.legs[s].WriteControl(websocket.CloseMessage, CloseMessage(re.tell.code, re.tell.reason), time.Now().Add(r.opts.CloseTimeout))
+		// The sender broke a rule (size, UTF-8, protocol): tell it why.
+		// gorilla has sent 1009 itself for some oversize frames; a second
+		// close frame is never sent.
+		_ = r.writeControl(s, websocket.CloseMessage, CloseMessage(re.tell.code, re.tell.reason), time.Now().Add(r.opts.CloseTimeout))
 		e.send[1-s] = &closeFrame{websocket.CloseGoingAway, "peer broke the protocol"}
 	default:
 		e.send[1-s] = s.lost()
@@ -331,11 +377,10 @@ const lingerTimeout = time.Second
 // may then lose the close frame before reading it. The write side is shut
 // first (the close frame is out): a peer that follows RFC 6455 waits for
 // the server to end TCP, and then ends its own side, which ends the read.
-func (r *Relay) lingerAfterRefusal(c *websocket.Conn, err error) {
+func (r *Relay) lingerAfterRefusal(nc net.Conn, err error) {
 	if !errors.Is(err, websocket.ErrReadLimit) && !errors.Is(err, ErrInvalidUTF8) {
 		return
 	}
-	nc := c.NetConn()
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
@@ -373,14 +418,14 @@ func (r *Relay) end(e ending) {
 	deadline := time.Now().Add(r.opts.CloseTimeout)
 	for s, f := range e.send {
 		if f != nil {
-			_ = r.legs[s].WriteControl(websocket.CloseMessage, CloseMessage(f.code, f.reason), deadline)
+			_ = r.writeControl(side(s), websocket.CloseMessage, CloseMessage(f.code, f.reason), deadline)
 		}
 	}
 }
 
 func (r *Relay) closeLegs() {
-	_ = r.legs[client].Close()
-	_ = r.legs[upstream].Close()
+	_ = r.conns[client].Close()
+	_ = r.conns[upstream].Close()
 }
 
 // tick runs on the relay's timer: it enforces the lifetime and idle
@@ -406,8 +451,8 @@ func (r *Relay) tick() {
 		deadline := now.Add(r.opts.WriteTimeout)
 		// A failed ping needs no action here: the leg's read deadline
 		// expires and the reader reports ping_timeout.
-		_ = r.legs[client].WriteControl(websocket.PingMessage, payload, deadline)
-		_ = r.legs[upstream].WriteControl(websocket.PingMessage, payload, deadline)
+		_ = r.writeControl(client, websocket.PingMessage, payload, deadline)
+		_ = r.writeControl(upstream, websocket.PingMessage, payload, deadline)
 		r.nextPing = time.Now().Add(r.opts.PingInterval)
 	}
 	r.timer.Reset(r.nextWake(time.Now()))

@@ -1,0 +1,360 @@
+package wsconn
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+)
+
+// frameBufferSize is the read buffer of each direction of a frame-relayed
+// connection. A frame that fits is forwarded with one write straight from
+// it; a larger one is forwarded in pieces of this size.
+const frameBufferSize = 16 << 10
+
+// frameBuffers lends read buffers to frame relays.
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, frameBufferSize); return &b }}
+
+// errCloseSent is returned for a write to a leg that has been sent a close
+// frame (RFC 6455 allows no data frame after it).
+var errCloseSent = errors.New("websocket: close frame already sent")
+
+// errMidFrame is returned for a control frame that would have to go in the
+// middle of a data frame that could not be finished.
+var errMidFrame = errors.New("websocket: a forwarded frame was cut off")
+
+// frameWriter serialises the writes to one leg of a frame relay: forwarded
+// data frames from the other leg's reader, and the control frames (pongs,
+// pings, close) the relay sends itself. A frame is written whole under the
+// lock, so control frames never land inside one.
+type frameWriter struct {
+	conn    net.Conn
+	mask    bool          // this side is the client on this leg: our frames are masked
+	timeout time.Duration // per-write deadline
+
+	mu        sync.Mutex
+	closeSent bool
+	broken    bool      // a data frame was cut off: nothing more can be framed
+	armed     time.Time // when the write deadline was last set; zero: not set
+	ctl       []byte    // scratch for control frames
+}
+
+// armDeadline sets the write deadline to now+timeout unless it was set less
+// than a sixteenth of the timeout ago: a write then always has at least
+// 15/16 of the timeout, and a busy leg does not reset a runtime timer for
+// every frame. Callers hold mu.
+func (w *frameWriter) armDeadline(now time.Time) {
+	if now.Sub(w.armed) >= w.timeout/16 {
+		_ = w.conn.SetWriteDeadline(now.Add(w.timeout))
+		w.armed = now
+	}
+}
+
+// writeControl writes one control frame. A close frame is written at most
+// once, with its own deadline; nothing is written after it.
+func (w *frameWriter) writeControl(op byte, payload []byte, deadline time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.closeSent:
+		return errCloseSent
+	case w.broken:
+		return errMidFrame
+	}
+	if op == opClose {
+		w.closeSent = true
+	}
+	_ = w.conn.SetWriteDeadline(deadline)
+	w.armed = time.Time{}
+	w.ctl = appendFrame(w.ctl[:0], op, payload, w.mask)
+	_, err := w.conn.Write(w.ctl)
+	return err
+}
+
+// frameReader buffers one leg's incoming bytes and parses frames.
+type frameReader struct {
+	conn net.Conn
+	buf  []byte
+	r, w int // unread bytes are buf[r:w]
+}
+
+// fill reads more bytes, first moving unread ones to the start of the
+// buffer when fewer than need bytes would fit after them.
+func (fr *frameReader) fill(need int) error {
+	if fr.r == fr.w {
+		fr.r, fr.w = 0, 0
+	} else if len(fr.buf)-fr.r < need {
+		fr.w = copy(fr.buf, fr.buf[fr.r:fr.w])
+		fr.r = 0
+	}
+	n, err := fr.conn.Read(fr.buf[fr.w:])
+	fr.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == io.EOF {
+		err = &websocket.CloseError{Code: websocket.CloseAbnormalClosure, Text: io.ErrUnexpectedEOF.Error()}
+	}
+	return err
+}
+
+// next returns the next frame's header; its bytes are buf[r:r+h.size].
+func (fr *frameReader) next() (frameHeader, error) {
+	for {
+		h, complete, err := parseFrameHeader(fr.buf[fr.r:fr.w])
+		if err != nil || complete {
+			return h, err
+		}
+		if err := fr.fill(maxFrameHeader); err != nil {
+			return h, err
+		}
+	}
+}
+
+// controlPayload returns the payload of the control frame h, unmasked, and
+// consumes the frame.
+func (fr *frameReader) controlPayload(h *frameHeader, dst *[maxControlPayload]byte) ([]byte, error) {
+	total := h.size + int(h.length)
+	for fr.w-fr.r < total {
+		if err := fr.fill(total); err != nil {
+			return nil, err
+		}
+	}
+	p := dst[:copy(dst[:], fr.buf[fr.r+h.size:fr.r+total])]
+	if h.masked {
+		maskBytes(h.key, 0, p)
+	}
+	fr.r += total
+	return p, nil
+}
+
+// discard consumes the frame h without looking at its payload.
+func (fr *frameReader) discard(h *frameHeader) error {
+	fr.r += h.size
+	for left := h.length; left > 0; {
+		if fr.r == fr.w {
+			if err := fr.fill(1); err != nil {
+				return err
+			}
+		}
+		n := min(int64(fr.w-fr.r), left)
+		fr.r += int(n)
+		left -= n
+	}
+	return nil
+}
+
+// message is the state of the data message a frame relay is forwarding.
+type message struct {
+	open bool  // a fragmented message has started and not finished
+	text bool  // it is a text message: its bytes are checked as UTF-8
+	size int64 // payload bytes so far
+	utf8 utf8Checker
+}
+
+// pumpFrames reads frames from leg from and forwards each data frame to the
+// other leg as it is, header and payload, without unmasking or re-framing:
+// client frames arrive masked and the upstream must get masked frames,
+// upstream frames arrive unmasked and the client must get them unmasked.
+// Control frames are answered on their own leg. It enforces what the
+// message relay does: the size limit (1009, decided from the frame header
+// before a byte of the frame is forwarded), UTF-8 in text messages (1007),
+// and the protocol rules gorilla would (1002).
+func (r *Relay) pumpFrames(from side) {
+	bp := frameBuffers.Get().(*[]byte)
+	defer frameBuffers.Put(bp)
+	fr := &frameReader{conn: r.conns[from], buf: *bp}
+	if hc, ok := fr.conn.(*handshakeConn); ok {
+		fr.w = copy(fr.buf, hc.takePending())
+	}
+	err := r.relayFrames(from, fr)
+	r.readFailed(from, err)
+	r.lingerAfterRefusal(r.conns[from], err)
+}
+
+// relayFrames is pumpFrames' loop; it returns why reading leg from ended.
+func (r *Relay) relayFrames(from side, fr *frameReader) error {
+	dst := r.out[1-from]
+	var (
+		msg  message
+		ctl  [maxControlPayload]byte
+		mask = from == client // frames from the client must be masked, from the upstream must not
+	)
+	for {
+		h, err := fr.next()
+		if err != nil {
+			return err
+		}
+		if h.masked != mask {
+			return &ProtocolError{"bad MASK"}
+		}
+		now := time.Now()
+		r.extendDeadlineFrom(from, now)
+		if h.isControl() {
+			p, err := fr.controlPayload(&h, &ctl)
+			if err != nil {
+				return err
+			}
+			if err := r.control(from, h.op, p, now); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := msg.begin(&h, r.opts.MaxMessageSize); err != nil {
+			return err
+		}
+		if r.ended.Load() {
+			if err := fr.discard(&h); err != nil {
+				return err
+			}
+			continue // closing: drain until the peer's close frame
+		}
+		r.lastData.Store(now.UnixNano())
+		if err := r.forwardFrame(fr, &h, &msg, dst, now); err != nil {
+			return err
+		}
+		r.bytes[from].Add(h.length)
+		if h.fin {
+			r.msgs[from].Add(1)
+		}
+	}
+}
+
+// begin checks the data frame h against the message in progress and the
+// size limit, and starts a new message when h is a first frame.
+func (m *message) begin(h *frameHeader, limit int64) error {
+	switch {
+	case h.op == opContinuation && !m.open:
+		return &ProtocolError{"continuation after FIN"}
+	case h.op != opContinuation && m.open:
+		return &ProtocolError{"data before FIN"}
+	case h.op != opContinuation:
+		m.text, m.size, m.utf8 = h.op == opText, 0, utf8Checker{}
+	}
+	m.size += h.length
+	if limit > 0 && m.size > limit {
+		return websocket.ErrReadLimit
+	}
+	m.open = !h.fin
+	return nil
+}
+
+// forwardFrame writes the data frame h to dst: its header and whatever of
+// its payload is buffered in one write, then the rest as it arrives.
+// Text payload is checked as UTF-8 before it is written.
+func (r *Relay) forwardFrame(fr *frameReader, h *frameHeader, msg *message, dst *frameWriter, now time.Time) error {
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	if dst.closeSent || dst.broken {
+		return fr.discard(h) // the relay is ending; the reader sees it next frame
+	}
+	dst.armDeadline(now)
+	start := fr.r
+	fr.r += h.size
+	pos, wrote := 0, false
+	for left := h.length; ; {
+		n := int(min(int64(fr.w-fr.r), left))
+		chunk := fr.buf[fr.r : fr.r+n]
+		if msg.text && !checkText(&msg.utf8, h, pos, chunk, h.fin && int64(n) == left) {
+			if wrote {
+				dst.broken = true // part of the frame is out: it can never be finished
+			}
+			return ErrInvalidUTF8
+		}
+		if _, err := dst.conn.Write(fr.buf[start : fr.r+n]); err != nil {
+			dst.broken = true
+			return &writeError{err}
+		}
+		wrote = true
+		fr.r += n
+		pos += n
+		left -= int64(n)
+		if left == 0 {
+			return nil
+		}
+		if err := fr.fill(1); err != nil {
+			dst.broken = true
+			return err
+		}
+		start = fr.r
+	}
+}
+
+// checkText feeds a chunk of a text message's payload, at position pos of
+// frame h, to the UTF-8 check; last is set for the message's final bytes.
+// A masked chunk is unmasked for the check and masked again.
+func checkText(u *utf8Checker, h *frameHeader, pos int, chunk []byte, last bool) bool {
+	if h.masked {
+		maskBytes(h.key, pos, chunk)
+		defer maskBytes(h.key, pos, chunk)
+	}
+	return u.check(chunk) && (!last || u.pending == 0)
+}
+
+// writeError marks a failed write to the destination leg, so that the
+// relay blames that leg rather than the one it was reading.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// control handles a control frame from leg s: a ping is answered, a ping or
+// pong keeps the leg alive (pongs carrying our payload give the round
+// trip), and a close frame is echoed and ends the reading of s.
+func (r *Relay) control(s side, op byte, p []byte, now time.Time) error {
+	switch op {
+	case opPing:
+		err := r.out[s].writeControl(opPong, p, now.Add(r.opts.WriteTimeout))
+		if err != nil && !errors.Is(err, errCloseSent) && !errors.Is(err, errMidFrame) {
+			return &writeError{err}
+		}
+	case opPong:
+		observePong(r.rttObserver(s), p, now)
+	case opClose:
+		code, reason, err := parseClosePayload(p)
+		if err != nil {
+			return err
+		}
+		// Echo the code, as gorilla's default close handler does; when
+		// our own close went first this is the echo and nothing is sent.
+		_ = r.out[s].writeControl(opClose, CloseMessage(code, ""), now.Add(r.opts.CloseTimeout))
+		return &websocket.CloseError{Code: code, Text: reason}
+	}
+	return nil
+}
+
+// parseClosePayload reads a close frame's code and reason, with the checks
+// of RFC 6455 section 7.4: no payload means 1005; otherwise the code must
+// be one a peer may send and the reason UTF-8.
+func parseClosePayload(p []byte) (int, string, error) {
+	switch {
+	case len(p) == 0:
+		return websocket.CloseNoStatusReceived, "", nil
+	case len(p) == 1:
+		return 0, "", &ProtocolError{"close frame with a one-byte payload"}
+	}
+	code := int(p[0])<<8 | int(p[1])
+	if !validReceivedCloseCode(code) {
+		return 0, "", &ProtocolError{fmt.Sprintf("bad close code %d", code)}
+	}
+	if !utf8.Valid(p[2:]) {
+		return 0, "", &ProtocolError{"invalid utf8 payload in close frame"}
+	}
+	return code, string(p[2:]), nil
+}
+
+// validReceivedCloseCode reports whether a peer may send code (RFC 6455
+// section 7.4.1 and the IANA registry).
+func validReceivedCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
+	}
+}

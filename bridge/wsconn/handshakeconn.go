@@ -1,0 +1,133 @@
+package wsconn
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"sync"
+)
+
+// handshakeConn is the upstream connection as gorilla's Dialer sees it. It
+// hands gorilla the HTTP response header and not a byte more, keeping the
+// frames an upstream sends right after its 101 (a greeting, say) for the
+// frame relay, which reads the connection directly: bytes that went into
+// gorilla's own buffer would be out of its reach. After the header it is a
+// plain pass-through (a refusal's body reaches gorilla as usual).
+type handshakeConn struct {
+	net.Conn
+
+	mu      sync.Mutex
+	tail    int    // how many bytes of "\r\n\r\n" the last read ended with
+	done    bool   // the header has been passed on
+	pending []byte // bytes read past the header, not yet passed on
+}
+
+func newHandshakeConn(c net.Conn) *handshakeConn { return &handshakeConn{Conn: c} }
+
+// headerEnd is the blank line that ends an HTTP header.
+var headerEnd = []byte("\r\n\r\n")
+
+func (c *handshakeConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	done := c.done
+	c.mu.Unlock()
+	n, err := c.Conn.Read(p)
+	if done || n == 0 {
+		return n, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if end := c.scan(p[:n]); end >= 0 {
+		c.done = true
+		c.pending = bytes.Clone(p[end:n])
+		return end, err
+	}
+	return n, err
+}
+
+// scan looks for the end of the header in p, which follows what was read
+// before; it returns the index just past it, or -1.
+func (c *handshakeConn) scan(p []byte) int {
+	for i, b := range p {
+		switch {
+		case b == headerEnd[c.tail]:
+			c.tail++
+		case b == '\r':
+			c.tail = 1
+		default:
+			c.tail = 0
+		}
+		if c.tail == len(headerEnd) {
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// takePending returns the bytes read past the header and forgets them.
+func (c *handshakeConn) takePending() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending
+	c.pending = nil
+	return p
+}
+
+// NetConn returns the connection underneath, for code that needs its
+// concrete type (TCP keepalive, CloseWrite).
+func (c *handshakeConn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite shuts down the sending side when the connection underneath
+// can.
+func (c *handshakeConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// dialHandshakeConn returns dial functions for gorilla's Dialer that wrap
+// each connection in a handshakeConn: plain for ws:// and with the TLS
+// handshake done here for wss:// (so the wrapper sees the bytes above TLS),
+// verified as gorilla would.
+func dialHandshakeConn(dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsConfig *tls.Config) (plain, secure func(ctx context.Context, network, addr string) (net.Conn, error)) {
+	plain = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newHandshakeConn(c), nil
+	}
+	secure = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		cfg := &tls.Config{}
+		if tlsConfig != nil {
+			cfg = tlsConfig.Clone()
+		}
+		if cfg.ServerName == "" {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				host = addr
+			}
+			cfg.ServerName = host
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+		}
+		return newHandshakeConn(tc), nil
+	}
+	return plain, secure
+}
