@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -76,11 +78,49 @@ func (w *frameWriter) writeControl(op byte, payload []byte, deadline time.Time) 
 	return err
 }
 
-// frameReader buffers one leg's incoming bytes and parses frames.
+// frameReader buffers one leg's incoming bytes and parses frames. On a
+// plain TCP connection it holds its buffer only while bytes are in flight:
+// when the buffer is empty and the socket has nothing to read, the buffer
+// goes back to the pool before the goroutine parks, so an idle direction
+// holds no buffer. (Go's own Read would have to park holding one.) On
+// other connections (TLS) it keeps its buffer.
 type frameReader struct {
 	conn net.Conn
+	raw  syscall.RawConn // nil: read through conn
+	bp   *[]byte         // the borrowed buffer; nil while idle
 	buf  []byte
 	r, w int // unread bytes are buf[r:w]
+}
+
+// newFrameReader returns a reader of c, which may be a handshakeConn with
+// bytes already read past the handshake.
+func newFrameReader(c net.Conn) *frameReader {
+	fr := &frameReader{conn: c}
+	if hc, ok := c.(*handshakeConn); ok {
+		if p := hc.takePending(); len(p) > 0 {
+			fr.borrow()
+			fr.w = copy(fr.buf, p)
+		}
+		c = hc.Conn
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		fr.raw, _ = tc.SyscallConn()
+	}
+	return fr
+}
+
+// borrow takes a buffer from the pool.
+func (fr *frameReader) borrow() {
+	fr.bp = frameBuffers.Get().(*[]byte)
+	fr.buf = *fr.bp
+}
+
+// release returns the buffer, which must hold no unread byte.
+func (fr *frameReader) release() {
+	if fr.bp != nil {
+		frameBuffers.Put(fr.bp)
+		fr.bp, fr.buf, fr.r, fr.w = nil, nil, 0, 0
+	}
 }
 
 // fill reads more bytes, first moving unread ones to the start of the
@@ -92,15 +132,57 @@ func (fr *frameReader) fill(need int) error {
 		fr.w = copy(fr.buf, fr.buf[fr.r:fr.w])
 		fr.r = 0
 	}
-	n, err := fr.conn.Read(fr.buf[fr.w:])
+	var n int
+	var err error
+	if fr.raw != nil {
+		n, err = fr.readRaw()
+	} else {
+		if fr.bp == nil {
+			fr.borrow()
+		}
+		n, err = fr.conn.Read(fr.buf[fr.w:])
+	}
 	fr.w += n
 	if n > 0 {
 		return nil
 	}
-	if err == io.EOF {
+	if err == nil || err == io.EOF {
 		err = &websocket.CloseError{Code: websocket.CloseAbnormalClosure, Text: io.ErrUnexpectedEOF.Error()}
 	}
 	return err
+}
+
+// readRaw reads from the socket without the netpoller's blocking Read: it
+// tries a read, and when there is nothing to read it releases an empty
+// buffer and lets the poller park the goroutine until there is. The read
+// deadline applies as for Read.
+func (fr *frameReader) readRaw() (n int, err error) {
+	rerr := fr.raw.Read(func(fd uintptr) bool {
+		if fr.bp == nil {
+			fr.borrow()
+		}
+		for {
+			n, err = syscall.Read(int(fd), fr.buf[fr.w:])
+			if err != syscall.EINTR {
+				break
+			}
+		}
+		if err == syscall.EAGAIN {
+			if fr.r == fr.w {
+				fr.release()
+			}
+			return false
+		}
+		n = max(n, 0)
+		return true
+	})
+	if rerr != nil {
+		return 0, rerr
+	}
+	if err != nil {
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: fr.conn.LocalAddr(), Addr: fr.conn.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+	}
+	return n, nil
 }
 
 // next returns the next frame's header; its bytes are buf[r:r+h.size].
@@ -166,13 +248,10 @@ type message struct {
 // before a byte of the frame is forwarded), UTF-8 in text messages (1007),
 // and the protocol rules gorilla would (1002).
 func (r *Relay) pumpFrames(from side) {
-	bp := frameBuffers.Get().(*[]byte)
-	defer frameBuffers.Put(bp)
-	fr := &frameReader{conn: r.conns[from], buf: *bp}
-	if hc, ok := fr.conn.(*handshakeConn); ok {
-		fr.w = copy(fr.buf, hc.takePending())
-	}
+	fr := newFrameReader(r.conns[from])
 	err := r.relayFrames(from, fr)
+	fr.r, fr.w = 0, 0
+	fr.release()
 	r.readFailed(from, err)
 	r.lingerAfterRefusal(r.conns[from], err)
 }
