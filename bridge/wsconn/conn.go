@@ -79,20 +79,29 @@ func NewDialer(opts DialOptions) *websocket.Dialer {
 // NewUpgrader returns a gorilla Upgrader for client legs. Origins are not
 // checked here: the caller decides before upgrading, so that a refusal is a
 // 403 with a log line. Write buffers come from pool (nil: a pool of its
-// own). The read buffer is a fresh one rather than the hijacked net/http
-// reader: that reader keeps net/http's whole connection state alive,
-// including a 4 KiB write buffer, for as long as the WebSocket lives.
+// own).
+//
+// Without compression every connection is frame-relayed, and the Relay
+// drops the gorilla connection after the handshake; gorilla then reuses
+// net/http's hijacked reader rather than allocating a read buffer nobody
+// reads. With compression, connections relayed message by message get a
+// fresh read buffer instead: the hijacked reader would keep net/http's whole
+// connection state alive, including a 4 KiB write buffer, for as long as the
+// WebSocket lives.
 func NewUpgrader(compression bool, pool websocket.BufferPool) *websocket.Upgrader {
 	if pool == nil {
 		pool = NewBufferPool()
 	}
-	return &websocket.Upgrader{
+	u := &websocket.Upgrader{
 		HandshakeTimeout:  10 * time.Second,
-		ReadBufferSize:    readBufferSize,
 		WriteBufferPool:   pool,
 		EnableCompression: compression,
 		CheckOrigin:       func(*http.Request) bool { return true },
 	}
+	if compression {
+		u.ReadBufferSize = readBufferSize
+	}
+	return u
 }
 
 // NegotiatesDeflate reports whether u accepts permessage-deflate for the

@@ -90,6 +90,14 @@ type frameReader struct {
 	bp   *[]byte         // the borrowed buffer; nil while idle
 	buf  []byte
 	r, w int // unread bytes are buf[r:w]
+
+	// readFn is readReady as a func value, made once: a closure made per
+	// read would be an allocation per read. n and err are its results.
+	readFn func(fd uintptr) bool
+	n      int
+	err    error
+
+	ctl [maxControlPayload]byte // a control frame's unmasked payload
 }
 
 // newFrameReader returns a reader of c, which may be a handshakeConn with
@@ -105,6 +113,7 @@ func newFrameReader(c net.Conn) *frameReader {
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		fr.raw, _ = tc.SyscallConn()
+		fr.readFn = fr.readReady
 	}
 	return fr
 }
@@ -156,33 +165,38 @@ func (fr *frameReader) fill(need int) error {
 // tries a read, and when there is nothing to read it releases an empty
 // buffer and lets the poller park the goroutine until there is. The read
 // deadline applies as for Read.
-func (fr *frameReader) readRaw() (n int, err error) {
-	rerr := fr.raw.Read(func(fd uintptr) bool {
-		if fr.bp == nil {
-			fr.borrow()
-		}
-		for {
-			n, err = syscall.Read(int(fd), fr.buf[fr.w:])
-			if err != syscall.EINTR {
-				break
-			}
-		}
-		if err == syscall.EAGAIN {
-			if fr.r == fr.w {
-				fr.release()
-			}
-			return false
-		}
-		n = max(n, 0)
-		return true
-	})
-	if rerr != nil {
-		return 0, rerr
+func (fr *frameReader) readRaw() (int, error) {
+	if err := fr.raw.Read(fr.readFn); err != nil {
+		return 0, err
 	}
-	if err != nil {
-		return 0, &net.OpError{Op: "read", Net: "tcp", Source: fr.conn.LocalAddr(), Addr: fr.conn.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+	if fr.err != nil {
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: fr.conn.LocalAddr(), Addr: fr.conn.RemoteAddr(), Err: os.NewSyscallError("read", fr.err)}
 	}
-	return n, nil
+	return fr.n, nil
+}
+
+// readReady is the RawConn.Read callback of readRaw: it reads into the
+// buffer (borrowing one if need be) and reports whether it got a result;
+// on EAGAIN it gives an empty buffer back and asks to be called again once
+// the socket is readable.
+func (fr *frameReader) readReady(fd uintptr) bool {
+	if fr.bp == nil {
+		fr.borrow()
+	}
+	for {
+		fr.n, fr.err = syscall.Read(int(fd), fr.buf[fr.w:])
+		if fr.err != syscall.EINTR {
+			break
+		}
+	}
+	if fr.err == syscall.EAGAIN {
+		if fr.r == fr.w {
+			fr.release()
+		}
+		return false
+	}
+	fr.n = max(fr.n, 0)
+	return true
 }
 
 // next returns the next frame's header; its bytes are buf[r:r+h.size].
@@ -200,14 +214,14 @@ func (fr *frameReader) next() (frameHeader, error) {
 
 // controlPayload returns the payload of the control frame h, unmasked, and
 // consumes the frame.
-func (fr *frameReader) controlPayload(h *frameHeader, dst *[maxControlPayload]byte) ([]byte, error) {
+func (fr *frameReader) controlPayload(h *frameHeader) ([]byte, error) {
 	total := h.size + int(h.length)
 	for fr.w-fr.r < total {
 		if err := fr.fill(total); err != nil {
 			return nil, err
 		}
 	}
-	p := dst[:copy(dst[:], fr.buf[fr.r+h.size:fr.r+total])]
+	p := fr.ctl[:copy(fr.ctl[:], fr.buf[fr.r+h.size:fr.r+total])]
 	if h.masked {
 		maskBytes(h.key, 0, p)
 	}
@@ -261,7 +275,6 @@ func (r *Relay) relayFrames(from side, fr *frameReader) error {
 	dst := r.out[1-from]
 	var (
 		msg  message
-		ctl  [maxControlPayload]byte
 		mask = from == client // frames from the client must be masked, from the upstream must not
 	)
 	for {
@@ -275,7 +288,7 @@ func (r *Relay) relayFrames(from side, fr *frameReader) error {
 		now := time.Now()
 		r.extendDeadlineFrom(from, now)
 		if h.isControl() {
-			p, err := fr.controlPayload(&h, &ctl)
+			p, err := fr.controlPayload(&h)
 			if err != nil {
 				return err
 			}

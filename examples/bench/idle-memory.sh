@@ -37,8 +37,9 @@ for _ in $(seq 100); do curl -fs http://127.0.0.1:19090/readyz >/dev/null && bre
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$proxy/status"; }
 heap() { curl -fs http://127.0.0.1:19090/metrics | awk '/^go_memstats_heap_inuse_bytes/ {printf "%d", $2/1024}'; }
+stack() { curl -fs http://127.0.0.1:19090/metrics | awk '/^go_memstats_stack_inuse_bytes/ {printf "%d", $2/1024}'; }
 goroutines() { curl -fs http://127.0.0.1:19090/metrics | awk '/^go_goroutines/ {print $2}'; }
-rss0=$(rss); heap0=$(heap)
+rss0=$(rss); heap0=$(heap); stack0=$(stack)
 
 per=$((CONNS / CLIENTS))
 clients=()
@@ -51,7 +52,7 @@ for i in $(seq 1 "$CLIENTS"); do
   while [ ! -f "$work/ready.$i" ]; do sleep 0.2; done
 done
 sleep "$HOLD"
-rss1=$(rss); heap1=$(heap); g1=$(goroutines)
+rss1=$(rss); heap1=$(heap); stack1=$(stack); g1=$(goroutines)
 kill -USR1 "${clients[@]}"
 wait "${clients[@]}" || true
 established=0; alive=0
@@ -59,8 +60,9 @@ for i in $(seq 1 "$CLIENTS"); do
   established=$((established + $(sed -E 's/.*"established":([0-9]+).*/\1/' "$work/client.$i.json")))
   alive=$((alive + $(sed -E 's/.*"alive":([0-9]+).*/\1/' "$work/client.$i.json")))
 done
-awk -v c="$established" -v a="$alive" -v r0="$rss0" -v r1="$rss1" -v h0="$heap0" -v h1="$heap1" -v g="$g1" -v hold="$HOLD" 'BEGIN {
+awk -v c="$established" -v a="$alive" -v r0="$rss0" -v r1="$rss1" -v h0="$heap0" -v h1="$heap1" -v g="$g1" -v s0="$stack0" -v s1="$stack1" -v hold="$HOLD" 'BEGIN {
   printf "{\"mode\":\"idle-memory\",\"connections\":%d,\"alive_after_hold\":%d,\"hold_s\":%d,\"goroutines\":%d,", c, a, hold, g
   printf "\"rss_kib_before\":%d,\"rss_kib_after\":%d,\"rss_kib_per_conn\":%.1f,", r0, r1, (r1-r0)/c
-  printf "\"heap_kib_before\":%d,\"heap_kib_after\":%d,\"heap_kib_per_conn\":%.1f}\n", h0, h1, (h1-h0)/c
+  printf "\"heap_kib_before\":%d,\"heap_kib_after\":%d,\"heap_kib_per_conn\":%.1f,", h0, h1, (h1-h0)/c
+  printf "\"stack_kib_per_conn\":%.1f}\n", (s1-s0)/c
 }'
