@@ -15,9 +15,14 @@ import (
 )
 
 // frameBufferSize is the read buffer of each direction of a frame-relayed
-// connection. A frame that fits is forwarded with one write straight from
-// it; a larger one is forwarded in pieces of this size.
+// plain TCP connection, borrowed only while bytes are in flight. A frame
+// that fits is forwarded with one write straight from it; a larger one is
+// forwarded in pieces of this size.
 const frameBufferSize = 16 << 10
+
+// heldFrameBufferSize is the read buffer of a direction that must hold
+// one for its whole life (TLS: the read happens inside crypto/tls).
+const heldFrameBufferSize = 4 << 10
 
 // frameBuffers lends read buffers to frame relays.
 var frameBuffers = sync.Pool{New: func() any { b := make([]byte, frameBufferSize); return &b }}
@@ -104,29 +109,43 @@ type frameReader struct {
 // bytes already read past the handshake.
 func newFrameReader(c net.Conn) *frameReader {
 	fr := &frameReader{conn: c}
+	var pending []byte
 	if hc, ok := c.(*handshakeConn); ok {
-		if p := hc.takePending(); len(p) > 0 {
-			fr.borrow()
-			fr.w = copy(fr.buf, p)
-		}
+		pending = hc.takePending()
 		c = hc.Conn
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		fr.raw, _ = tc.SyscallConn()
 		fr.readFn = fr.readReady
 	}
+	if len(pending) > 0 {
+		fr.borrow()
+		if 2*len(pending) > len(fr.buf) {
+			// gorilla's handshake buffer (readBufferSize) is smaller
+			// than ours; room to read on is kept should that change.
+			b := make([]byte, 2*len(pending))
+			fr.bp, fr.buf = &b, b
+		}
+		fr.w = copy(fr.buf, pending)
+	}
 	return fr
 }
 
-// borrow takes a buffer from the pool.
+// borrow takes a buffer from the pool, or makes the reader's own when it
+// cannot give one back while idle.
 func (fr *frameReader) borrow() {
+	if fr.raw == nil {
+		b := make([]byte, heldFrameBufferSize)
+		fr.bp, fr.buf = &b, b
+		return
+	}
 	fr.bp = frameBuffers.Get().(*[]byte)
 	fr.buf = *fr.bp
 }
 
-// release returns the buffer, which must hold no unread byte.
+// release returns a borrowed buffer, which must hold no unread byte.
 func (fr *frameReader) release() {
-	if fr.bp != nil {
+	if fr.bp != nil && fr.raw != nil {
 		frameBuffers.Put(fr.bp)
 		fr.bp, fr.buf, fr.r, fr.w = nil, nil, 0, 0
 	}

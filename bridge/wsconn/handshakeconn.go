@@ -81,10 +81,6 @@ func (c *handshakeConn) takePending() []byte {
 	return p
 }
 
-// NetConn returns the connection underneath, for code that needs its
-// concrete type (TCP keepalive, CloseWrite).
-func (c *handshakeConn) NetConn() net.Conn { return c.Conn }
-
 // CloseWrite shuts down the sending side when the connection underneath
 // can.
 func (c *handshakeConn) CloseWrite() error {
