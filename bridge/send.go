@@ -21,6 +21,8 @@ import (
 // 404 for an unknown or ended session; 413 for a body over the leg's
 // MaxMessageSize; 400 for text that is not UTF-8; 503 when too many
 // messages of the session are waiting; 502 when writing upstream failed.
+// A POST whose client goes away while its message waits for the ones
+// before it gives up: the message is not written.
 func (b *Bridge) serveSend(w http.ResponseWriter, r *http.Request) {
 	bodyRead := false
 	status := b.send(w, r, &bodyRead)
@@ -104,12 +106,19 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request, bodyRead *bool) in
 		return http.StatusForbidden
 	case errors.Is(err, errBusy):
 		return http.StatusServiceUnavailable
+	case r.Context().Err() != nil:
+		return statusClientClosed
 	}
 	if e := b.log.Debug(); e.Enabled() {
 		e.Str("session", logID(sid)).Err(err).Msg("back-channel write failed")
 	}
 	return http.StatusBadGateway
 }
+
+// statusClientClosed is what a POST whose client went away while its
+// message waited is counted as (nginx's 499 "client closed request"); no
+// client reads it.
+const statusClientClosed = 499
 
 // isText reports whether a Content-Type is text/*.
 func isText(contentType string) bool {

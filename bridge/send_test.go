@@ -2,14 +2,19 @@ package bridge
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/streamgate/streamgate/bridge/wsconn"
 )
@@ -244,5 +249,148 @@ func TestSendLooksUpSessionFirst(t *testing.T) {
 	}
 	if m := up.next(t); m.data != "after" {
 		t.Errorf("upstream got %q", m.data)
+	}
+}
+
+// gateConn is an upstream connection whose writes can be held: once
+// armed, a write waits until release (or Close) and reports on held.
+type gateConn struct {
+	net.Conn
+	g      *gate
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *gateConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+type gate struct {
+	armed    atomic.Bool
+	held     chan struct{} // gets a token when a write is held
+	released chan struct{}
+	once     sync.Once
+}
+
+func newGate() *gate {
+	return &gate{held: make(chan struct{}, 1), released: make(chan struct{})}
+}
+
+func (g *gate) release() { g.once.Do(func() { close(g.released) }) }
+
+func (g *gate) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &gateConn{Conn: c, g: g, closed: make(chan struct{})}, nil
+}
+
+func (c *gateConn) Write(p []byte) (int, error) {
+	if c.g.armed.Load() {
+		signal(c.g.held)
+		select {
+		case <-c.g.released:
+		case <-c.closed:
+			return 0, net.ErrClosed
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// sendHook tells the test when a back-channel message reaches the store.
+type sendHook struct {
+	store
+	sending chan string
+}
+
+func (h *sendHook) Send(ctx context.Context, id string, m message) error {
+	h.sending <- string(m.Data)
+	return h.store.Send(ctx, id, m)
+}
+
+// TestSendGivesUpWhenClientLeaves holds the upstream write of one POST,
+// so that a second POST waits behind it; the second's client goes away:
+// its handler must stop waiting at once, and its message must never reach
+// the upstream.
+func TestSendGivesUpWhenClientLeaves(t *testing.T) {
+	g := newGate()
+	handled := make(chan string, 10)
+	h := newHarness(t, Options{
+		Dialer: &websocket.Dialer{NetDialContext: g.dial},
+		Leg:    wsconn.Options{WriteTimeout: time.Hour}, // the gate, not a timeout, ends the held write
+	}, func(srv *httptest.Server) {
+		inner := srv.Config.Handler
+		srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			inner.ServeHTTP(w, r)
+			if m := r.Header.Get("X-Test-Msg"); m != "" {
+				handled <- m
+			}
+		})
+	})
+	t.Cleanup(g.release) // before the harness's cleanup, which closes the bridge
+	hook := &sendHook{store: h.b.store, sending: make(chan string, 10)}
+	h.b.store = hook
+	s := h.stream("/ws", nil)
+	sid := s.session()
+	up := h.up.next(t)
+	post := func(ctx context.Context, msg string) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.srv.URL+"/ws?sg_session="+sid, strings.NewReader(msg))
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("X-Test-Msg", msg)
+		resp, err := h.srv.Client().Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	waitFor := func(c <-chan string, want, what string) {
+		t.Helper()
+		select {
+		case got := <-c:
+			if got != want {
+				t.Fatalf("%s: got %q, want %q", what, got, want)
+			}
+		case <-time.After(wait):
+			t.Fatalf("%s: nothing for %q", what, want)
+		}
+	}
+
+	g.armed.Store(true)
+	first := make(chan error, 1)
+	go func() { first <- post(context.Background(), "first") }()
+	select {
+	case <-g.held:
+	case <-time.After(wait):
+		t.Fatal("the first message was never written upstream")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	second := make(chan error, 1)
+	go func() { second <- post(ctx, "second") }()
+	waitFor(hook.sending, "first", "store")
+	waitFor(hook.sending, "second", "store")
+	cancel()
+	waitFor(handled, "second", "handler returned") // while "first" is still held
+
+	g.armed.Store(false)
+	g.release()
+	if err := <-first; err != nil {
+		t.Fatalf("first POST: %v", err)
+	}
+	if err := <-second; err == nil {
+		t.Error("second POST succeeded after its client went away")
+	}
+	if err := post(context.Background(), "third"); err != nil {
+		t.Fatalf("third POST: %v", err)
+	}
+	for _, want := range []string{"first", "third"} {
+		if m := up.next(t); m.data != want {
+			t.Errorf("upstream got %q, want %q", m.data, want)
+		}
 	}
 }

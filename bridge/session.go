@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -40,25 +41,45 @@ type session struct {
 	cancel  context.CancelFunc
 	closed  chan struct{}
 	expired atomic.Bool
+
+	// writing holds a token while a back-channel message is written:
+	// Deliver waits for it, or for its request to end, in line.
+	writing chan struct{}
 }
 
 // newSession wraps the freshly dialled upstream connection c of session id.
 func (b *Bridge) newSession(id string, c *websocket.Conn) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
-		b:      b,
-		id:     id,
-		leg:    wsconn.NewLeg(c, b.opts.Leg),
-		start:  time.Now(),
-		ctx:    ctx,
-		cancel: cancel,
-		closed: make(chan struct{}),
+		b:       b,
+		id:      id,
+		leg:     wsconn.NewLeg(c, b.opts.Leg),
+		start:   time.Now(),
+		ctx:     ctx,
+		cancel:  cancel,
+		closed:  make(chan struct{}),
+		writing: make(chan struct{}, 1),
 	}
 }
 
 // Deliver implements owner: it writes one back-channel message to the
-// upstream within the leg's write timeout.
-func (s *session) Deliver(_ context.Context, m message) error {
+// upstream within the leg's write timeout, once the messages before it
+// are written. While it waits for them, ctx ending (the POST's client went
+// away) or the session expiring gives up: the message is not written. A
+// write that has started is not given up (half a frame would break the
+// upstream connection); the leg's write timeout bounds it.
+func (s *session) Deliver(ctx context.Context, m message) error {
+	select {
+	case s.writing <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("wait to write upstream: %w", context.Cause(ctx))
+	case <-s.ctx.Done():
+		return wsconn.ErrLegClosing
+	}
+	defer func() { <-s.writing }()
+	if err := ctx.Err(); err != nil { // the select may pick the token when both were ready
+		return fmt.Errorf("wait to write upstream: %w", context.Cause(ctx))
+	}
 	mt := websocket.TextMessage
 	if m.Binary {
 		mt = websocket.BinaryMessage

@@ -51,7 +51,8 @@ type store interface {
 	Probe(id, clientIP string, after uint64) error
 	// Send hands one back-channel message to session id's owner and
 	// returns once it was written to the upstream (acknowledged =
-	// written). Messages are written one at a time, in the order their
+	// written), or once ctx ended before the write started (the
+	// message is then not written). Messages are written one at a time, in the order their
 	// Sends reach the owner. errNoSession, errWrongIP (m.From is set and
 	// is not the attached stream's IP), errBusy (too many messages
 	// waiting), or the owner's write error.
@@ -82,7 +83,8 @@ type sessionLog interface {
 // owner is the process-local holder of a session's upstream leg, as the
 // store sees it.
 type owner interface {
-	// Deliver writes one back-channel message to the upstream.
+	// Deliver writes one back-channel message to the upstream. It gives
+	// up, writing nothing, if ctx ends before the write starts.
 	Deliver(ctx context.Context, m message) error
 	// Expire tells the owner the session left the table. It must only
 	// signal: it may run under the store's locks.
