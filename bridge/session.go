@@ -183,7 +183,8 @@ var bridgeParams = []string{"sg_protocols", "sg_session", "sg_probe", "lastEvent
 // attaches the stream to it. On failure it returns the status to answer
 // with: the upstream's own for a refused handshake (502 if that was not
 // an error status), 504 for a dial timeout, 502 otherwise, 503 when the
-// table is full.
+// table is full (the dialled upstream gets 1013 "try again later") or the
+// bridge is closing (1001 "going away").
 func (b *Bridge) startSession(r *http.Request, clientIP string) (sid, protocol string, sub subscription, status int, err error) {
 	u, header := b.opts.Upstream(withoutParams(r, bridgeParams))
 	ctx, cancel := context.WithCancel(r.Context())
@@ -205,7 +206,11 @@ func (b *Bridge) startSession(r *http.Request, clientIP string) (sid, protocol s
 	sid = newSessionID()
 	s := b.newSession(sid, conn)
 	if s.log, err = b.store.Create(sid, s); err != nil {
-		s.leg.Close(websocket.CloseTryAgainLater, "too many sessions")
+		if errors.Is(err, errClosed) { // shut down while dialling: as Close tells every upstream
+			s.leg.Close(websocket.CloseGoingAway, "going away")
+		} else {
+			s.leg.Close(websocket.CloseTryAgainLater, "too many sessions")
+		}
 		s.leg.Stop()
 		return "", "", nil, http.StatusServiceUnavailable, err
 	}

@@ -71,3 +71,40 @@ func TestRenewNeverAddsBackEvicted(t *testing.T) {
 	default:
 	}
 }
+
+// closeOnCreate closes the bridge while a new session's upstream is
+// dialled, just before the session is added to the table.
+type closeOnCreate struct {
+	store
+	b      *Bridge
+	closed chan struct{} // closed once the store is
+}
+
+func (c *closeOnCreate) Create(id string, o owner) (sessionLog, error) {
+	go c.b.Close() // returns once the stream that dialled has ended
+	<-c.closed
+	return c.store.Create(id, o)
+}
+
+func (c *closeOnCreate) Close() {
+	c.store.Close()
+	close(c.closed)
+}
+
+// TestShutdownDuringCreate closes the bridge between a new session's
+// dial and its entry in the table: the stream gets 503 and the upstream
+// it dialled 1001 "going away", as every other upstream does on shutdown,
+// not 1013 "try again later", which is for a full table.
+func TestShutdownDuringCreate(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.b.store = &closeOnCreate{store: h.b.store, b: h.b, closed: make(chan struct{})}
+	resp, cancel := h.get("/ws", nil)
+	defer cancel()
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503", resp.StatusCode)
+	}
+	if code, reason := h.up.next(t).waitClosed(t); code != websocket.CloseGoingAway {
+		t.Errorf("upstream got close %d %q, want 1001", code, reason)
+	}
+}
