@@ -54,7 +54,10 @@ type Options struct {
 	// (the newest event is always kept): an upstream sending large
 	// messages cannot grow a session's memory past it. Zero means 4 MiB.
 	ReplayBytes int
-	// MaxSessions bounds the live sessions. Zero means 10000.
+	// MaxSessions bounds the live sessions. When they are all there, a
+	// new one takes the place of the least recently used session with no
+	// stream attached; when every session has a stream, the new stream
+	// gets 503 (and its upstream 1013). Zero means 10000.
 	MaxSessions int
 	// QueueLen is how many live events a stream may fall behind its
 	// session before it is dropped as too slow (its client resumes from

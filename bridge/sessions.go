@@ -185,15 +185,38 @@ func (m *memStore) Create(id string, o owner) (sessionLog, error) {
 	if m.closed {
 		return nil, errClosed
 	}
-	if m.table.Len() >= m.max {
-		// Adding evicts the least recently used session; refuse rather
-		// than cut off a stream that is attached.
-		if _, oldest, ok := m.table.GetOldest(); ok && oldest.attached() {
-			return nil, errFull
-		}
+	if m.table.Len() >= m.max && !m.makeRoom() {
+		return nil, errFull
 	}
 	m.table.Add(s.key, s)
 	return s, nil
+}
+
+// makeRoom, for a full table, evicts the least recently used session with
+// no stream attached: an idle session, kept only for a resume that may
+// never come, gives way to a new one, while a session with a stream is
+// never cut off to make room (Create refuses instead). It reports false
+// when every session has a stream attached. Called with m.mu held.
+//
+// Attached streams renew their sessions every SessionTTL/3, so idle ones
+// sink towards the back of the LRU order and the oldest usually is one:
+// then the Add that follows evicts it, at O(1). Otherwise (an attached
+// session not renewed for a while, or a table full of attached sessions)
+// the table is walked from the oldest, which costs O(MaxSessions) and
+// happens only when the table is full. A stream may attach to the
+// session chosen just before it is evicted: it then ends as expired and
+// its client resumes into a fresh session, told of the gap.
+func (m *memStore) makeRoom() bool {
+	if _, oldest, ok := m.table.GetOldest(); ok && !oldest.attached() {
+		return true
+	}
+	for _, k := range m.table.Keys() {
+		if s, ok := m.table.Peek(k); !ok || !s.attached() {
+			m.table.Remove(k) // !ok: expired, not yet cleaned out
+			return true
+		}
+	}
+	return false
 }
 
 func (m *memStore) Attach(id, clientIP string) (subscription, error) {

@@ -108,3 +108,82 @@ func TestShutdownDuringCreate(t *testing.T) {
 		t.Errorf("upstream got close %d %q, want 1001", code, reason)
 	}
 }
+
+// detachHook tells the test when a stream has detached from its session.
+type detachHook struct {
+	store
+	detached chan struct{}
+}
+
+type detachSub struct {
+	subscription
+	detached chan struct{}
+}
+
+func (d *detachHook) Attach(id, clientIP string) (subscription, error) {
+	sub, err := d.store.Attach(id, clientIP)
+	if err != nil {
+		return nil, err
+	}
+	return &detachSub{sub, d.detached}, nil
+}
+
+func (s *detachSub) Detach() {
+	s.subscription.Detach()
+	s.detached <- struct{}{}
+}
+
+// TestFullTableEvictsIdleSession fills the table with a session whose
+// stream is attached (the least recently used) and an idle one: a new
+// session takes the idle one's place, not a 503, and the attached one is
+// untouched.
+func TestFullTableEvictsIdleSession(t *testing.T) {
+	h := newHarness(t, Options{MaxSessions: 2})
+	hook := &detachHook{store: h.b.store, detached: make(chan struct{}, 10)}
+	h.b.store = hook
+	attached := h.stream("/ws?n=attached", nil)
+	attached.session()
+	attachedUp := h.up.next(t)
+	idle := h.stream("/ws?n=idle", nil)
+	idle.session()
+	idleUp := h.up.next(t)
+	idle.close()
+	select {
+	case <-hook.detached: // the idle session is now the most recently used
+	case <-time.After(wait):
+		t.Fatal("the idle stream never detached")
+	}
+
+	resp, cancel := h.get("/ws?n=new", nil)
+	defer cancel()
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("new session: status %d, want 200 (the idle session evicted)", resp.StatusCode)
+	}
+	if code, _ := idleUp.waitClosed(t); code != websocket.CloseGoingAway {
+		t.Errorf("idle session's upstream got close %d, want 1001", code)
+	}
+	attachedUp.send(t, false, "still here")
+	if ev := attached.nextEvent(); ev.data != "still here" {
+		t.Errorf("attached stream got %q", ev.data)
+	}
+
+	// The new session's stream ended with its response: once it has
+	// detached, another stream takes its place, and then, with every
+	// session attached, a further one is refused.
+	h.up.next(t)
+	select {
+	case <-hook.detached:
+	case <-time.After(wait):
+		t.Fatal("the new stream never detached")
+	}
+	again := h.stream("/ws?n=again", nil)
+	again.session()
+	h.up.next(t)
+	resp, cancel2 := h.get("/ws?n=refused", nil)
+	defer cancel2()
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("table full of attached sessions: status %d, want 503", resp.StatusCode)
+	}
+}

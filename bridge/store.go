@@ -32,9 +32,10 @@ import (
 // fresh session.
 type store interface {
 	// Create adds session id, whose upstream leg o holds in this process,
-	// and returns the log its upstream reader appends to. errFull when the
-	// table is full of sessions with streams attached; errClosed after
-	// Close.
+	// and returns the log its upstream reader appends to. A full table
+	// makes room by evicting its least recently used session with no
+	// stream attached; errFull when every session has one; errClosed
+	// after Close.
 	Create(id string, o owner) (sessionLog, error)
 	// Attach attaches a new SSE stream from clientIP to session id and
 	// renews its TTL. The stream attached before, if any, is ended (its
