@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -31,9 +32,9 @@ var frameBuffers = sync.Pool{New: func() any { b := make([]byte, frameBufferSize
 // frame (RFC 6455 allows no data frame after it).
 var errCloseSent = errors.New("websocket: close frame already sent")
 
-// errMidFrame is returned for a control frame that would have to go in the
-// middle of a data frame that could not be finished.
-var errMidFrame = errors.New("websocket: a forwarded frame was cut off")
+// errMidFrame is returned for a control frame to a leg whose last write
+// failed, perhaps in the middle of a frame.
+var errMidFrame = errors.New("websocket: an earlier write to this leg failed")
 
 // frameWriter serialises the writes to one leg of a frame relay: forwarded
 // data frames from the other leg's reader, and the control frames (pongs,
@@ -46,7 +47,7 @@ type frameWriter struct {
 
 	mu        sync.Mutex
 	closeSent bool
-	broken    bool      // a data frame was cut off: nothing more can be framed
+	broken    bool      // a write failed, perhaps mid-frame: nothing more may follow
 	armed     time.Time // when the write deadline was last set; zero: not set
 	ctl       []byte    // scratch for control frames
 }
@@ -83,6 +84,11 @@ func (w *frameWriter) writeControl(op byte, payload []byte, deadline time.Time) 
 	return err
 }
 
+// headroom is kept free at the start of a read buffer, so that a fragment
+// header always fits in front of the payload bytes it announces, and a
+// fragment goes out in one write.
+const headroom = maxFrameHeader
+
 // frameReader buffers one leg's incoming bytes and parses frames. On a
 // plain TCP connection it holds its buffer only while bytes are in flight:
 // when the buffer is empty and the socket has nothing to read, the buffer
@@ -108,7 +114,7 @@ type frameReader struct {
 // newFrameReader returns a reader of c, which may be a handshakeConn with
 // bytes already read past the handshake.
 func newFrameReader(c net.Conn) *frameReader {
-	fr := &frameReader{conn: c}
+	fr := &frameReader{conn: c, r: headroom, w: headroom}
 	var pending []byte
 	if hc, ok := c.(*handshakeConn); ok {
 		pending = hc.takePending()
@@ -120,13 +126,14 @@ func newFrameReader(c net.Conn) *frameReader {
 	}
 	if len(pending) > 0 {
 		fr.borrow()
-		if 2*len(pending) > len(fr.buf) {
+		if headroom+2*len(pending) > len(fr.buf) {
 			// gorilla's handshake buffer (readBufferSize) is smaller
 			// than ours; room to read on is kept should that change.
-			b := make([]byte, 2*len(pending))
+			b := make([]byte, headroom+2*len(pending))
 			fr.bp, fr.buf = &b, b
 		}
-		fr.w = copy(fr.buf, pending)
+		fr.r = headroom
+		fr.w = headroom + copy(fr.buf[headroom:], pending)
 	}
 	return fr
 }
@@ -147,18 +154,19 @@ func (fr *frameReader) borrow() {
 func (fr *frameReader) release() {
 	if fr.bp != nil && fr.raw != nil {
 		frameBuffers.Put(fr.bp)
-		fr.bp, fr.buf, fr.r, fr.w = nil, nil, 0, 0
+		fr.bp, fr.buf, fr.r, fr.w = nil, nil, headroom, headroom
 	}
 }
 
 // fill reads more bytes, first moving unread ones to the start of the
-// buffer when fewer than need bytes would fit after them.
+// buffer (after the headroom) when fewer than need bytes would fit after
+// them.
 func (fr *frameReader) fill(need int) error {
 	if fr.r == fr.w {
-		fr.r, fr.w = 0, 0
+		fr.r, fr.w = headroom, headroom
 	} else if len(fr.buf)-fr.r < need {
-		fr.w = copy(fr.buf, fr.buf[fr.r:fr.w])
-		fr.r = 0
+		fr.w = headroom + copy(fr.buf[headroom:], fr.buf[fr.r:fr.w])
+		fr.r = headroom
 	}
 	var n int
 	var err error
@@ -218,10 +226,18 @@ func (fr *frameReader) readReady(fd uintptr) bool {
 	return true
 }
 
+// unread returns the bytes read and not consumed yet.
+func (fr *frameReader) unread() []byte {
+	if fr.buf == nil {
+		return nil // idle: the buffer went back to the pool
+	}
+	return fr.buf[fr.r:fr.w]
+}
+
 // next returns the next frame's header; its bytes are buf[r:r+h.size].
 func (fr *frameReader) next() (frameHeader, error) {
 	for {
-		h, complete, err := parseFrameHeader(fr.buf[fr.r:fr.w])
+		h, complete, err := parseFrameHeader(fr.unread())
 		if err != nil || complete {
 			return h, err
 		}
@@ -283,7 +299,7 @@ type message struct {
 func (r *Relay) pumpFrames(from side) {
 	fr := newFrameReader(r.conns[from])
 	err := r.relayFrames(from, fr)
-	fr.r, fr.w = 0, 0
+	fr.r = fr.w
 	fr.release()
 	r.readFailed(from, err)
 	r.lingerAfterRefusal(r.conns[from], err)
@@ -355,45 +371,98 @@ func (m *message) begin(h *frameHeader, limit int64) error {
 	return nil
 }
 
-// forwardFrame writes the data frame h to dst: its header and whatever of
-// its payload is buffered in one write, then the rest as it arrives.
-// Text payload is checked as UTF-8 before it is written.
+// forwardFrame writes the data frame h to dst. A frame that is in the
+// buffer whole goes out as it arrived, in one write. A larger one goes out
+// as fragments of what each read brought, which RFC 6455 section 5.4 allows
+// an intermediary when no extension is in use: each fragment keeps the
+// client's masking key, rotated to the fragment's offset, so its bytes go
+// out untouched. Every frame written is then complete: if the sender dies
+// or breaks a rule mid-frame, the receiver holds an unfinished message,
+// never a cut frame, and still gets a clean close. Text is checked as
+// UTF-8 before it is written.
 func (r *Relay) forwardFrame(fr *frameReader, h *frameHeader, msg *message, dst *frameWriter, now time.Time) error {
-	dst.mu.Lock()
-	defer dst.mu.Unlock()
-	if dst.closeSent || dst.broken {
-		return fr.discard(h) // the relay is ending; the reader sees it next frame
-	}
-	dst.armDeadline(now)
-	start := fr.r
-	fr.r += h.size
-	pos, wrote := 0, false
-	for left := h.length; ; {
-		n := int(min(int64(fr.w-fr.r), left))
-		chunk := fr.buf[fr.r : fr.r+n]
-		if msg.text && !checkText(&msg.utf8, h, pos, chunk, h.fin && int64(n) == left) {
-			if wrote {
-				dst.broken = true // part of the frame is out: it can never be finished
-			}
+	if whole := h.size + int(h.length); int64(fr.w-fr.r) >= int64(h.size)+h.length {
+		payload := fr.buf[fr.r+h.size : fr.r+whole]
+		if msg.text && !checkText(&msg.utf8, h, 0, payload, h.fin) {
 			return ErrInvalidUTF8
 		}
-		if _, err := dst.conn.Write(fr.buf[start : fr.r+n]); err != nil {
-			dst.broken = true
-			return &writeError{err}
+		err := dst.write(fr.buf[fr.r:fr.r+whole], now)
+		fr.r += whole
+		return err
+	}
+	fr.r += h.size
+	op, pos := h.op, 0
+	for left := h.length; left > 0; {
+		if fr.r == fr.w {
+			if err := fr.fill(1); err != nil {
+				return err
+			}
 		}
-		wrote = true
+		n := int(min(int64(fr.w-fr.r), left))
+		chunk := fr.buf[fr.r : fr.r+n]
+		last := int64(n) == left
+		if msg.text && !checkText(&msg.utf8, h, pos, chunk, h.fin && last) {
+			return ErrInvalidUTF8
+		}
+		start := fr.r - putFragmentHeader(fr.buf[:fr.r], op, h.fin && last, h, pos, n)
+		if err := dst.write(fr.buf[start:fr.r+n], time.Now()); err != nil {
+			return err
+		}
+		op = opContinuation
 		fr.r += n
 		pos += n
 		left -= int64(n)
-		if left == 0 {
-			return nil
-		}
-		if err := fr.fill(1); err != nil {
-			dst.broken = true
-			return err
-		}
-		start = fr.r
 	}
+	return nil
+}
+
+// putFragmentHeader writes, at the end of b, the header of a fragment of
+// frame h: n payload bytes from offset pos, with opcode op and FIN fin, and
+// h's masking key rotated to pos. It returns the header's length.
+func putFragmentHeader(b []byte, op byte, fin bool, h *frameHeader, pos, n int) int {
+	var hdr [maxFrameHeader]byte
+	hdr[0] = op
+	if fin {
+		hdr[0] |= finBit
+	}
+	size := 2
+	switch {
+	case n <= 125:
+		hdr[1] = byte(n)
+	case n <= 0xFFFF:
+		hdr[1] = 126
+		binary.BigEndian.PutUint16(hdr[2:], uint16(n))
+		size = 4
+	default:
+		hdr[1] = 127
+		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
+		size = 10
+	}
+	if h.masked {
+		hdr[1] |= maskBit
+		for i := range 4 {
+			hdr[size+i] = h.key[(pos+i)&3]
+		}
+		size += 4
+	}
+	copy(b[len(b)-size:], hdr[:size])
+	return size
+}
+
+// write writes one whole frame, unless a close frame has gone out (the
+// relay is ending: the frame is dropped) or a write failed before.
+func (w *frameWriter) write(frame []byte, now time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closeSent || w.broken {
+		return nil
+	}
+	w.armDeadline(now)
+	if _, err := w.conn.Write(frame); err != nil {
+		w.broken = true // perhaps cut mid-frame: nothing more may follow
+		return &writeError{err}
+	}
+	return nil
 }
 
 // checkText feeds a chunk of a text message's payload, at position pos of

@@ -1,9 +1,15 @@
 package wsconn
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
+	"io"
+	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
@@ -90,4 +96,84 @@ func TestCloseMessageInvalidUTF8(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzFrameRelay feeds arbitrary bytes to a frame relay as a client's
+// stream and checks that the relay ends by itself, that every frame the
+// upstream gets is whole and masked, and that their payloads, unmasked, are
+// a prefix of the client's data payloads up to the first fault: frames may
+// be split into fragments, never cut, changed or invented.
+func FuzzFrameRelay(f *testing.F) {
+	masked := func(op byte, p string) []byte { return appendFrame(nil, op, []byte(p), true) }
+	f.Add(masked(opText, "hello"))
+	f.Add(append(masked(opBinary, "\xff\x00"), masked(opClose, "\x03\xe8bye")...))
+	f.Add(append(append(masked(opText&0x0F, "eu"), 0), masked(opPing, "p")...))
+	f.Add(append(masked(opText, "ok"), 0x83, 0x80, 1, 2, 3, 4))                          // bad opcode
+	f.Add(append(masked(opText, "ok"), appendFrame(nil, opText, []byte("x"), false)...)) // unmasked
+	f.Add([]byte{0x01 | 0x00, 0x80 | 2, 0, 0, 0, 0, 'a', 'b', 0x80, 0x80 | 1, 0, 0, 0, 0, 'c'})
+	f.Add([]byte{0x81, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1})
+	f.Add([]byte("\xe2\x82"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		cc, cs := net.Pipe()
+		us, uc := net.Pipe()
+		r := newFrameRelay(cs, uc, Options{MaxMessageSize: 1 << 10, CloseTimeout: 20 * time.Millisecond, WriteTimeout: time.Second})
+		var upstreamGot bytes.Buffer
+		var wg sync.WaitGroup
+		wg.Add(3)
+		go func() { defer wg.Done(); _, _ = io.Copy(&upstreamGot, us) }()
+		go func() { defer wg.Done(); _, _ = io.Copy(io.Discard, cc) }()
+		go func() {
+			defer wg.Done()
+			_ = cc.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = cc.Write(in)
+			cc.Close()
+		}()
+		done := make(chan struct{})
+		go func() { r.Run(context.Background()); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("relay did not end")
+		}
+		us.Close()
+		wg.Wait()
+
+		// The client's data payloads, unmasked, up to the first fault.
+		var want []byte
+		for rest := in; ; {
+			h, complete, err := parseFrameHeader(rest)
+			if err != nil || !complete {
+				break
+			}
+			n := min(int64(len(rest)-h.size), h.length)
+			payload := bytes.Clone(rest[h.size : h.size+int(n)])
+			maskBytes(h.key, 0, payload)
+			if !h.isControl() {
+				want = append(want, payload...)
+			}
+			if n < h.length {
+				break
+			}
+			rest = rest[h.size+int(n):]
+		}
+		var got []byte
+		for out := upstreamGot.Bytes(); len(out) > 0; {
+			h, complete, err := parseFrameHeader(out)
+			if err != nil || !complete || int64(len(out)-h.size) < h.length {
+				t.Fatalf("upstream got a malformed or cut frame: %x (err %v)", out, err)
+			}
+			if !h.masked {
+				t.Fatalf("upstream got an unmasked frame %x", out)
+			}
+			payload := bytes.Clone(out[h.size : h.size+int(h.length)])
+			maskBytes(h.key, 0, payload)
+			if !h.isControl() {
+				got = append(got, payload...)
+			}
+			out = out[h.size+int(h.length):]
+		}
+		if !bytes.HasPrefix(want, got) {
+			t.Fatalf("upstream got payload %x, not a prefix of the client's %x", got, want)
+		}
+	})
 }

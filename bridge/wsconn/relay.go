@@ -164,16 +164,28 @@ type Relay struct {
 // NewRelay returns a relay between the client leg c and the upstream leg u,
 // which must both be open. The relay owns both connections from now on.
 func NewRelay(c, u *websocket.Conn, opts Options) *Relay {
-	opts = opts.withDefaults()
-	r := &Relay{conns: [2]net.Conn{c.NetConn(), u.NetConn()}, opts: opts, frames: !opts.ClientDeflate}
+	if !opts.ClientDeflate {
+		return newFrameRelay(c.NetConn(), u.NetConn(), opts)
+	}
+	r := newRelay(c.NetConn(), u.NetConn(), opts)
+	r.legs = [2]*websocket.Conn{c, u}
+	return r
+}
+
+// newFrameRelay returns a relay that works on the frames of c, the server
+// side of a client's WebSocket, and u, the client side of the upstream's.
+func newFrameRelay(c, u net.Conn, opts Options) *Relay {
+	r := newRelay(c, u, opts)
+	r.frames = true
+	r.out[client] = &frameWriter{conn: c, timeout: r.opts.WriteTimeout}
+	r.out[upstream] = &frameWriter{conn: u, mask: true, timeout: r.opts.WriteTimeout}
+	return r
+}
+
+func newRelay(c, u net.Conn, opts Options) *Relay {
+	r := &Relay{conns: [2]net.Conn{c, u}, opts: opts.withDefaults()}
 	if opts.PingInterval > 0 {
 		r.window = opts.PingInterval + opts.PongTimeout
-	}
-	if r.frames {
-		r.out[client] = &frameWriter{conn: r.conns[client], timeout: opts.WriteTimeout}
-		r.out[upstream] = &frameWriter{conn: r.conns[upstream], mask: true, timeout: opts.WriteTimeout}
-	} else {
-		r.legs = [2]*websocket.Conn{c, u}
 	}
 	return r
 }
