@@ -363,8 +363,8 @@ func (st *stream) writeEvents(evs []Event) error {
 	replayed, from := 0, 0
 	for i, ev := range evs {
 		b = appendEvent(b, st.sid, ev)
-		if ev.Seq <= st.liveFrom {
-			replayed++
+		if st.resumed && ev.Seq <= st.liveFrom {
+			replayed++ // a fresh stream's first events are its own, however early
 		}
 		if len(b) < maxWrite && i < len(evs)-1 {
 			continue
