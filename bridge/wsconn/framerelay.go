@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -17,8 +18,8 @@ import (
 
 // frameBufferSize is the read buffer of each direction of a frame-relayed
 // plain TCP connection, borrowed only while bytes are in flight. A frame
-// that fits is forwarded with one write straight from it; a larger one is
-// forwarded in pieces of this size.
+// that fits is forwarded whole with one write straight from it; a larger
+// one is forwarded as fragments of about this size.
 const frameBufferSize = 16 << 10
 
 // heldFrameBufferSize is the read buffer of a direction that must hold
@@ -81,6 +82,9 @@ func (w *frameWriter) writeControl(op byte, payload []byte, deadline time.Time) 
 	w.armed = time.Time{}
 	w.ctl = appendFrame(w.ctl[:0], op, payload, w.mask)
 	_, err := w.conn.Write(w.ctl)
+	if err != nil {
+		w.broken = true // perhaps cut mid-frame: nothing more may follow
+	}
 	return err
 }
 
@@ -289,9 +293,9 @@ type message struct {
 }
 
 // pumpFrames reads frames from leg from and forwards each data frame to the
-// other leg as it is, header and payload, without unmasking or re-framing:
-// client frames arrive masked and the upstream must get masked frames,
-// upstream frames arrive unmasked and the client must get them unmasked.
+// other leg without unmasking it (see forwardFrame): client frames arrive
+// masked and the upstream must get masked frames, upstream frames arrive
+// unmasked and the client must get them unmasked.
 // Control frames are answered on their own leg. It enforces what the
 // message relay does: the size limit (1009, decided from the frame header
 // before a byte of the frame is forwarded), UTF-8 in text messages (1007),
@@ -321,7 +325,7 @@ func (r *Relay) relayFrames(from side, fr *frameReader) error {
 			return &ProtocolError{"bad MASK"}
 		}
 		now := time.Now()
-		r.extendDeadlineFrom(from, now)
+		r.extendDeadlineFrom(from, now, h.isControl())
 		if h.isControl() {
 			p, err := fr.controlPayload(&h)
 			if err != nil {
@@ -332,7 +336,7 @@ func (r *Relay) relayFrames(from side, fr *frameReader) error {
 			}
 			continue
 		}
-		if err := msg.begin(&h, r.opts.MaxMessageSize); err != nil {
+		if err := msg.checkFrame(&h, r.opts.MaxMessageSize); err != nil {
 			return err
 		}
 		if r.ended.Load() {
@@ -352,9 +356,11 @@ func (r *Relay) relayFrames(from side, fr *frameReader) error {
 	}
 }
 
-// begin checks the data frame h against the message in progress and the
-// size limit, and starts a new message when h is a first frame.
-func (m *message) begin(h *frameHeader, limit int64) error {
+// checkFrame checks the data frame h against the message in progress and
+// the size limit, and starts a new message when h is a first frame. The
+// sums cannot overflow: a length is below 2^63, and each is compared
+// before it is added.
+func (m *message) checkFrame(h *frameHeader, limit int64) error {
 	switch {
 	case h.op == opContinuation && !m.open:
 		return &ProtocolError{"continuation after FIN"}
@@ -363,25 +369,35 @@ func (m *message) begin(h *frameHeader, limit int64) error {
 	case h.op != opContinuation:
 		m.text, m.size, m.utf8 = h.op == opText, 0, utf8Checker{}
 	}
-	m.size += h.length
-	if limit > 0 && m.size > limit {
+	switch {
+	case limit > 0 && h.length > limit-m.size:
 		return websocket.ErrReadLimit
+	case h.length > math.MaxInt64-m.size:
+		return &ProtocolError{"bad length"} // no limit, and the message outgrew int64
 	}
+	m.size += h.length
 	m.open = !h.fin
 	return nil
 }
 
-// forwardFrame writes the data frame h to dst. A frame that is in the
-// buffer whole goes out as it arrived, in one write. A larger one goes out
-// as fragments of what each read brought, which RFC 6455 section 5.4 allows
-// an intermediary when no extension is in use: each fragment keeps the
-// client's masking key, rotated to the fragment's offset, so its bytes go
-// out untouched. Every frame written is then complete: if the sender dies
-// or breaks a rule mid-frame, the receiver holds an unfinished message,
-// never a cut frame, and still gets a clean close. Text is checked as
-// UTF-8 before it is written.
+// forwardFrame writes the data frame h to dst. A frame that fits the read
+// buffer is read whole and goes out as it arrived, in one write. A larger
+// one goes out as fragments, each as much as the buffer holds (the last
+// one, the rest), which RFC 6455 section 5.4 allows an intermediary when
+// no extension is in use: each fragment keeps the client's masking key,
+// rotated to the fragment's offset, so its bytes go out untouched. Every
+// frame written is complete: if the sender dies or breaks a rule
+// mid-frame, the receiver holds an unfinished message, never a cut frame,
+// and still gets a clean close. Text is checked as UTF-8 before it is
+// written.
 func (r *Relay) forwardFrame(fr *frameReader, h *frameHeader, msg *message, dst *frameWriter, now time.Time) error {
-	if whole := h.size + int(h.length); int64(fr.w-fr.r) >= int64(h.size)+h.length {
+	if h.length <= int64(len(fr.buf)-headroom-h.size) {
+		whole := h.size + int(h.length)
+		for fr.w-fr.r < whole {
+			if err := fr.fill(whole); err != nil {
+				return err
+			}
+		}
 		payload := fr.buf[fr.r+h.size : fr.r+whole]
 		if msg.text && !checkText(&msg.utf8, h, 0, payload, h.fin) {
 			return ErrInvalidUTF8
@@ -393,7 +409,8 @@ func (r *Relay) forwardFrame(fr *frameReader, h *frameHeader, msg *message, dst 
 	fr.r += h.size
 	op, pos := h.op, 0
 	for left := h.length; left > 0; {
-		if fr.r == fr.w {
+		// Gather a fragment: the rest of the frame, or a full buffer.
+		for fr.r == fr.w || int64(fr.w-fr.r) < left && fr.w < len(fr.buf) {
 			if err := fr.fill(1); err != nil {
 				return err
 			}

@@ -107,7 +107,9 @@ func FuzzFrameRelay(f *testing.F) {
 	masked := func(op byte, p string) []byte { return appendFrame(nil, op, []byte(p), true) }
 	f.Add(masked(opText, "hello"))
 	f.Add(append(masked(opBinary, "\xff\x00"), masked(opClose, "\x03\xe8bye")...))
-	f.Add(append(append(masked(opText&0x0F, "eu"), 0), masked(opPing, "p")...))
+	f.Add(append([]byte{opText, maskBit | 2, 0, 0, 0, 0, 'e', 'u'}, masked(opPing, "p")...)) // a ping inside a fragmented message
+	f.Add(append(append([]byte{opBinary, maskBit | 10, 1, 2, 3, 4}, make([]byte, 10)...),
+		0x80, 0x80|127, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFA, 1, 2, 3, 4)) // a continuation past int64
 	f.Add(append(masked(opText, "ok"), 0x83, 0x80, 1, 2, 3, 4))                          // bad opcode
 	f.Add(append(masked(opText, "ok"), appendFrame(nil, opText, []byte("x"), false)...)) // unmasked
 	f.Add([]byte{0x01 | 0x00, 0x80 | 2, 0, 0, 0, 0, 'a', 'b', 0x80, 0x80 | 1, 0, 0, 0, 0, 'c'})

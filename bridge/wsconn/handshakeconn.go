@@ -18,16 +18,14 @@ import (
 type handshakeConn struct {
 	net.Conn
 
-	mu      sync.Mutex
-	tail    int    // how many bytes of "\r\n\r\n" the last read ended with
-	done    bool   // the header has been passed on
-	pending []byte // bytes read past the header, not yet passed on
+	mu        sync.Mutex
+	lines     int    // header lines ended so far
+	lineBytes int    // bytes of the current line, CRs aside
+	done      bool   // the header has been passed on
+	pending   []byte // bytes read past the header, not yet passed on
 }
 
 func newHandshakeConn(c net.Conn) *handshakeConn { return &handshakeConn{Conn: c} }
-
-// headerEnd is the blank line that ends an HTTP header.
-var headerEnd = []byte("\r\n\r\n")
 
 func (c *handshakeConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
@@ -54,19 +52,20 @@ func (c *handshakeConn) Read(p []byte) (int, error) {
 }
 
 // scan looks for the end of the header in p, which follows what was read
-// before; it returns the index just past it, or -1.
+// before: an empty line, ended by CRLF or, as Go's HTTP parser also
+// accepts, by a bare LF. It returns the index just past it, or -1.
 func (c *handshakeConn) scan(p []byte) int {
 	for i, b := range p {
-		switch {
-		case b == headerEnd[c.tail]:
-			c.tail++
-		case b == '\r':
-			c.tail = 1
+		switch b {
+		case '\n':
+			if c.lineBytes == 0 && c.lines > 0 {
+				return i + 1
+			}
+			c.lines++
+			c.lineBytes = 0
+		case '\r':
 		default:
-			c.tail = 0
-		}
-		if c.tail == len(headerEnd) {
-			return i + 1
+			c.lineBytes++
 		}
 	}
 	return -1

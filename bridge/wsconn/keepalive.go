@@ -71,7 +71,8 @@ func classifyRead(err error, peer string, peerBy ClosedBy, opts Options) readEnd
 	var pe *ProtocolError
 	switch {
 	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
-		// gorilla has echoed the close frame.
+		// The close frame has been echoed (by gorilla, or by the frame
+		// relay).
 		e.code, e.reason, e.clean = ce.Code, ce.Text, true
 	case errors.As(err, &ce):
 		e.err = fmt.Errorf("%s connection ended without a close frame", peer)

@@ -22,7 +22,8 @@ type Options struct {
 	PingInterval time.Duration
 	// PongTimeout is how long past a ping interval a leg may stay silent
 	// (no pong, no frame at all) before it is declared dead: a leg is dead
-	// after PingInterval+PongTimeout without any frame.
+	// after PingInterval+PongTimeout without a ping or pong and without
+	// data for a sixteenth of that.
 	PongTimeout time.Duration
 	// IdleTimeout closes the connection after this long without a data
 	// message in either direction. Zero means never.
@@ -128,11 +129,12 @@ type ending struct {
 // Relay copies messages between a client leg and an upstream leg, keeps
 // both alive with pings and closes both when either ends. Run it once.
 //
-// It relays frame by frame unless the client leg compresses: each data
-// frame goes to the other leg as it arrived, header and payload, in one
-// write from the read buffer, with no allocation. Only the gorilla
-// connections' handshakes are used then; their buffers are dropped. A
-// compressed connection is relayed message by message through gorilla.
+// It relays frame by frame unless the client leg compresses: a data frame
+// that fits the read buffer goes to the other leg as it arrived, header and
+// payload, in one write from the buffer, with no allocation; a larger one
+// goes as buffer-sized fragments. Only the gorilla connections' handshakes
+// are used then; their buffers are dropped. A compressed connection is
+// relayed message by message through gorilla.
 type Relay struct {
 	conns  [2]net.Conn
 	legs   [2]*websocket.Conn // message relay only
@@ -264,7 +266,7 @@ func (r *Relay) result() Result {
 // read limit and control frame handlers. Handlers run in the goroutine
 // reading s.
 func (r *Relay) configure(s side) {
-	r.extendDeadlineFrom(s, r.start)
+	r.extendDeadlineFrom(s, r.start, true)
 	if r.frames {
 		return
 	}
@@ -272,7 +274,7 @@ func (r *Relay) configure(s side) {
 	if r.opts.MaxMessageSize > 0 {
 		c.SetReadLimit(r.opts.MaxMessageSize)
 	}
-	installHandlers(c, func() { r.extendDeadlineFrom(s, time.Now()) }, r.rttObserver(s))
+	installHandlers(c, func() { r.extendDeadlineFrom(s, time.Now(), true) }, r.rttObserver(s))
 }
 
 // writeControl sends a control frame to leg s from any goroutine.
@@ -294,12 +296,14 @@ func (r *Relay) rttObserver(s side) prometheus.Observer {
 }
 
 // extendDeadlineFrom gives leg s another liveness window from now, the time
-// a frame arrived; without pings there is none. The deadline is moved only
-// when a sixteenth of the window has passed since it last was, so a busy
-// leg does not reset a runtime timer per frame: a leg is declared dead
-// after between 15/16 of the window and the window of silence.
-func (r *Relay) extendDeadlineFrom(s side, now time.Time) {
-	if r.window <= 0 || r.ended.Load() || now.Sub(r.extended[s]) < r.window/16 {
+// a frame arrived; without pings there is none. A ping or pong (control)
+// always moves the deadline. A data frame moves it only when a sixteenth
+// of the window has passed since it last moved, so that a busy leg does
+// not reset a runtime timer per message; the pongs that answer our pings
+// then keep the full window: a leg is dead after the window passes with
+// neither a control frame nor data for a sixteenth of it.
+func (r *Relay) extendDeadlineFrom(s side, now time.Time, control bool) {
+	if r.window <= 0 || r.ended.Load() || !control && now.Sub(r.extended[s]) < r.window/16 {
 		return
 	}
 	_ = r.conns[s].SetReadDeadline(now.Add(r.window))
@@ -323,7 +327,7 @@ func (r *Relay) pump(from side) {
 		}
 		now := time.Now()
 		r.lastData.Store(now.UnixNano())
-		r.extendDeadlineFrom(from, now) // one clock read per message
+		r.extendDeadlineFrom(from, now, false) // one clock read per message
 		_ = dst.SetWriteDeadline(now.Add(r.opts.WriteTimeout))
 		w, err := dst.NextWriter(mt)
 		if err != nil {
