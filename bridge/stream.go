@@ -214,9 +214,7 @@ func (st *stream) loop(end <-chan struct{}) ending {
 	if err := st.writePreamble(); err != nil {
 		return st.writeFailed(err)
 	}
-	if cap(st.buf) > keepBuf {
-		st.buf = nil // the padding
-	}
+	st.buf = nil // the padding: the first event makes a buffer of its size
 	heartbeat := time.NewTimer(b.opts.Heartbeat)
 	defer heartbeat.Stop()
 	renew := time.NewTicker(max(b.opts.SessionTTL/3, time.Millisecond))

@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -102,13 +103,19 @@ func (l *Leg) extendDeadline() {
 	}
 }
 
-// ReadMessage reads the next data message. Each message extends the
-// liveness deadline. After an error, stop reading and pass the error to
-// End.
+// ReadMessage reads the next data message, in a slice sized to it that
+// the caller may keep. Each message extends the liveness deadline. After
+// an error, stop reading and pass the error to End.
 func (l *Leg) ReadMessage() (messageType int, p []byte, err error) {
 	messageType, p, err = l.conn.ReadMessage()
 	if err == nil {
 		l.extendDeadline()
+		if cap(p) > 2*len(p)+64 {
+			// gorilla reads with io.ReadAll, whose buffer starts at 512
+			// bytes and doubles: a caller that keeps messages (a replay
+			// log) would hold 8 times a 64-byte message's size.
+			p = bytes.Clone(p)
+		}
 	}
 	return messageType, p, err
 }
