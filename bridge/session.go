@@ -183,9 +183,14 @@ var bridgeParams = []string{"sg_protocols", "sg_session", "sg_probe", "lastEvent
 // attaches the stream to it. On failure it returns the status to answer
 // with: the upstream's own for a refused handshake (502 if that was not
 // an error status), 504 for a dial timeout, 502 otherwise, 503 when the
-// table is full (the dialled upstream gets 1013 "try again later") or the
-// bridge is closing (1001 "going away").
+// table is full (checked before the dial too, so that a full table costs
+// the upstream nothing; a table that filled during the dial sends the
+// dialled upstream 1013 "try again later") or the bridge is closing (1001
+// "going away").
 func (b *Bridge) startSession(r *http.Request, clientIP string) (sid, protocol string, sub subscription, status int, err error) {
+	if err := b.store.CanCreate(); err != nil {
+		return "", "", nil, http.StatusServiceUnavailable, fmt.Errorf("no room for a new session: %w", err)
+	}
 	u, header := b.opts.Upstream(withoutParams(r, bridgeParams))
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

@@ -192,6 +192,26 @@ func (m *memStore) Create(id string, o owner) (sessionLog, error) {
 	return s, nil
 }
 
+func (m *memStore) CanCreate() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.closed:
+		return errClosed
+	case m.table.Len() < m.max:
+		return nil
+	}
+	if _, oldest, ok := m.table.GetOldest(); ok && !oldest.attached() {
+		return nil
+	}
+	for _, k := range m.table.Keys() {
+		if s, ok := m.table.Peek(k); !ok || !s.attached() {
+			return nil
+		}
+	}
+	return errFull
+}
+
 // makeRoom, for a full table, evicts the least recently used session with
 // no stream attached: an idle session, kept only for a resume that may
 // never come, gives way to a new one, while a session with a stream is

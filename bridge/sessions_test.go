@@ -186,4 +186,12 @@ func TestFullTableEvictsIdleSession(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("table full of attached sessions: status %d, want 503", resp.StatusCode)
 	}
+	// The refusal came before the dial: the app never saw the request.
+	// (A dial would have completed before the 503: the upstream registers
+	// its connection right after its 101.)
+	select {
+	case c := <-h.up.conns:
+		t.Errorf("the refused stream dialled the upstream: %s", c.r.URL)
+	case <-time.After(200 * time.Millisecond):
+	}
 }

@@ -37,6 +37,11 @@ type store interface {
 	// stream attached; errFull when every session has one; errClosed
 	// after Close.
 	Create(id string, o owner) (sessionLog, error)
+	// CanCreate reports what a Create would now meet, without changing
+	// anything: errFull, errClosed, or nil. A new stream asks it before
+	// it dials the upstream, so that a full table costs the app no
+	// connection; Create checks again.
+	CanCreate() error
 	// Attach attaches a new SSE stream from clientIP to session id and
 	// renews its TTL. The stream attached before, if any, is ended (its
 	// next Read says errTakenOver). errNoSession for an id the store does
