@@ -6,11 +6,12 @@
 // gorilla does both handshakes. A relayed connection then costs two
 // goroutines, one per direction, each reading one leg and writing the other.
 // Unless the client leg compresses, the relay works on frames, not messages:
-// each data frame is forwarded as it arrived (client frames keep the
-// client's mask, which the upstream requires anyway; upstream frames go out
-// unmasked, as the client requires), header and payload in one write from
-// the read buffer, with the size limit, UTF-8 and protocol checks done on the
-// way and no allocation per message. Writes to a leg are serialised by a
+// a data frame that fits the read buffer is forwarded as it arrived (client
+// frames keep the client's mask, which the upstream requires anyway;
+// upstream frames go out unmasked, as the client requires), header and
+// payload in one write from the read buffer; a larger frame goes out as
+// whole fragments. The size limit, UTF-8 and protocol checks are done on the
+// way, with no allocation per message. Writes to a leg are serialised by a
 // lock held for a whole frame, so the relay's own control frames (pongs,
 // pings, close) never land inside one. A compressed connection is relayed
 // message by message through gorilla, whose WriteControl may be called from
