@@ -201,13 +201,8 @@ func (m *memStore) CanCreate() error {
 	case m.table.Len() < m.max:
 		return nil
 	}
-	if _, oldest, ok := m.table.GetOldest(); ok && !oldest.attached() {
+	if _, ok := m.idleVictim(); ok {
 		return nil
-	}
-	for _, k := range m.table.Keys() {
-		if s, ok := m.table.Peek(k); !ok || !s.attached() {
-			return nil
-		}
 	}
 	return errFull
 }
@@ -220,23 +215,33 @@ func (m *memStore) CanCreate() error {
 //
 // Attached streams renew their sessions every SessionTTL/3, so idle ones
 // sink towards the back of the LRU order and the oldest usually is one:
-// then the Add that follows evicts it, at O(1). Otherwise (an attached
+// then it is found at O(1). Otherwise (an attached
 // session not renewed for a while, or a table full of attached sessions)
 // the table is walked from the oldest, which costs O(MaxSessions) and
 // happens only when the table is full. A stream may attach to the
 // session chosen just before it is evicted: it then ends as expired and
 // its client resumes into a fresh session, told of the gap.
 func (m *memStore) makeRoom() bool {
-	if _, oldest, ok := m.table.GetOldest(); ok && !oldest.attached() {
-		return true
+	k, ok := m.idleVictim()
+	if ok {
+		m.table.Remove(k)
+	}
+	return ok
+}
+
+// idleVictim finds the session makeRoom evicts: the least recently used
+// one with no stream attached (or one expired but not yet cleaned out).
+// Called with m.mu held.
+func (m *memStore) idleVictim() (tableKey, bool) {
+	if k, oldest, ok := m.table.GetOldest(); ok && !oldest.attached() {
+		return k, true
 	}
 	for _, k := range m.table.Keys() {
 		if s, ok := m.table.Peek(k); !ok || !s.attached() {
-			m.table.Remove(k) // !ok: expired, not yet cleaned out
-			return true
+			return k, true
 		}
 	}
-	return false
+	return tableKey{}, false
 }
 
 func (m *memStore) Attach(id, clientIP string) (subscription, error) {
