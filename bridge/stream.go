@@ -464,15 +464,7 @@ func (st *stream) logEnd(e ending) {
 
 // acceptsEventStream reports whether the request accepts text/event-stream.
 func acceptsEventStream(r *http.Request) bool {
-	for _, v := range r.Header.Values("Accept") {
-		for part := range strings.SplitSeq(v, ",") {
-			mt, _, _ := strings.Cut(part, ";")
-			if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
-				return true
-			}
-		}
-	}
-	return false
+	return wsconn.HeaderListHas(r.Header, "Accept", "text/event-stream")
 }
 
 // lastEventID parses the Last-Event-ID header, or else the lastEventId

@@ -108,13 +108,18 @@ func NewUpgrader(compression bool, pool websocket.BufferPool) *websocket.Upgrade
 // handshake request r, by gorilla's rule: compression is enabled and the
 // client offers the extension.
 func NegotiatesDeflate(u *websocket.Upgrader, r *http.Request) bool {
-	if !u.EnableCompression {
-		return false
-	}
-	for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
-		for ext := range strings.SplitSeq(v, ",") {
-			name, _, _ := strings.Cut(ext, ";")
-			if strings.EqualFold(strings.TrimSpace(name), "permessage-deflate") {
+	return u.EnableCompression && HeaderListHas(r.Header, "Sec-WebSocket-Extensions", "permessage-deflate")
+}
+
+// HeaderListHas reports whether the comma-separated list header key of h
+// (every line of it) has an element whose token, before any ";"
+// parameters, is token, compared case-insensitively: an extension in
+// Sec-WebSocket-Extensions, a media type in Accept.
+func HeaderListHas(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for elem := range strings.SplitSeq(v, ",") {
+			name, _, _ := strings.Cut(elem, ";")
+			if strings.EqualFold(strings.TrimSpace(name), token) {
 				return true
 			}
 		}
