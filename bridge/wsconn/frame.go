@@ -27,12 +27,12 @@ const (
 	maxFrameHeader = 14
 )
 
-// ProtocolError is a frame that breaks RFC 6455: the connection fails with
+// protocolError is a frame that breaks RFC 6455: the connection fails with
 // 1002, whose reason is Reason. The reasons are gorilla's words for the
 // same faults, so logs read the same whichever relay saw them.
-type ProtocolError struct{ Reason string }
+type protocolError struct{ Reason string }
 
-func (e *ProtocolError) Error() string { return "websocket: " + e.Reason }
+func (e *protocolError) Error() string { return "websocket: " + e.Reason }
 
 // frameHeader is a parsed frame header.
 type frameHeader struct {
@@ -79,7 +79,7 @@ func parseFrameHeader(p []byte) (h frameHeader, complete bool, err error) {
 	case 127:
 		v := binary.BigEndian.Uint64(p[2:])
 		if v>>63 != 0 {
-			return h, true, &ProtocolError{"bad length"}
+			return h, true, &protocolError{"bad length"}
 		}
 		h.length = int64(v)
 	}
@@ -88,13 +88,13 @@ func parseFrameHeader(p []byte) (h frameHeader, complete bool, err error) {
 	}
 	switch {
 	case b0&rsvBits != 0:
-		return h, true, &ProtocolError{fmt.Sprintf("RSV%d set", 1+bits.LeadingZeros8(b0&rsvBits<<1))}
+		return h, true, &protocolError{fmt.Sprintf("RSV%d set", 1+bits.LeadingZeros8(b0&rsvBits<<1))}
 	case h.op > opBinary && h.op < opClose || h.op > opPong:
-		return h, true, &ProtocolError{fmt.Sprintf("bad opcode %d", h.op)}
+		return h, true, &protocolError{fmt.Sprintf("bad opcode %d", h.op)}
 	case h.isControl() && !h.fin:
-		return h, true, &ProtocolError{"FIN not set on control"}
+		return h, true, &protocolError{"FIN not set on control"}
 	case h.isControl() && h.length > maxControlPayload:
-		return h, true, &ProtocolError{"len > 125 for control"}
+		return h, true, &protocolError{"len > 125 for control"}
 	}
 	return h, true, nil
 }

@@ -33,9 +33,9 @@ var frameBuffers = sync.Pool{New: func() any { b := make([]byte, frameBufferSize
 // frame (RFC 6455 allows no data frame after it).
 var errCloseSent = errors.New("websocket: close frame already sent")
 
-// errMidFrame is returned for a control frame to a leg whose last write
+// errLegBroken is returned for a control frame to a leg whose last write
 // failed, perhaps in the middle of a frame.
-var errMidFrame = errors.New("websocket: an earlier write to this leg failed")
+var errLegBroken = errors.New("websocket: an earlier write to this leg failed")
 
 // frameWriter serialises the writes to one leg of a frame relay: forwarded
 // data frames from the other leg's reader, and the control frames (pongs,
@@ -73,7 +73,7 @@ func (w *frameWriter) writeControl(op byte, payload []byte, deadline time.Time) 
 	case w.closeSent:
 		return errCloseSent
 	case w.broken:
-		return errMidFrame
+		return errLegBroken
 	}
 	if op == opClose {
 		w.closeSent = true
@@ -154,7 +154,8 @@ func (fr *frameReader) borrow() {
 	fr.buf = *fr.bp
 }
 
-// release returns a borrowed buffer, which must hold no unread byte.
+// release returns a pooled buffer, and any unread bytes in it with it (a
+// held buffer, one a TLS leg keeps for good, stays).
 func (fr *frameReader) release() {
 	if fr.bp != nil && fr.raw != nil {
 		frameBuffers.Put(fr.bp)
@@ -303,7 +304,6 @@ type message struct {
 func (r *Relay) pumpFrames(from side) {
 	fr := newFrameReader(r.conns[from])
 	err := r.relayFrames(from, fr)
-	fr.r = fr.w
 	fr.release()
 	r.readFailed(from, err)
 	r.lingerAfterRefusal(r.conns[from], err)
@@ -322,7 +322,7 @@ func (r *Relay) relayFrames(from side, fr *frameReader) error {
 			return err
 		}
 		if h.masked != mask {
-			return &ProtocolError{"bad MASK"}
+			return &protocolError{"bad MASK"}
 		}
 		now := time.Now()
 		r.extendDeadlineFrom(from, now, h.isControl())
@@ -363,9 +363,9 @@ func (r *Relay) relayFrames(from side, fr *frameReader) error {
 func (m *message) checkFrame(h *frameHeader, limit int64) error {
 	switch {
 	case h.op == opContinuation && !m.open:
-		return &ProtocolError{"continuation after FIN"}
+		return &protocolError{"continuation after FIN"}
 	case h.op != opContinuation && m.open:
-		return &ProtocolError{"data before FIN"}
+		return &protocolError{"data before FIN"}
 	case h.op != opContinuation:
 		m.text, m.size, m.utf8 = h.op == opText, 0, utf8Checker{}
 	}
@@ -373,7 +373,7 @@ func (m *message) checkFrame(h *frameHeader, limit int64) error {
 	case limit > 0 && h.length > limit-m.size:
 		return websocket.ErrReadLimit
 	case h.length > math.MaxInt64-m.size:
-		return &ProtocolError{"bad length"} // no limit, and the message outgrew int64
+		return &protocolError{"bad length"} // no limit, and the message outgrew int64
 	}
 	m.size += h.length
 	m.open = !h.fin
@@ -507,7 +507,7 @@ func (r *Relay) control(s side, op byte, p []byte, now time.Time) error {
 	switch op {
 	case opPing:
 		err := r.out[s].writeControl(opPong, p, now.Add(r.opts.WriteTimeout))
-		if err != nil && !errors.Is(err, errCloseSent) && !errors.Is(err, errMidFrame) {
+		if err != nil && !errors.Is(err, errCloseSent) && !errors.Is(err, errLegBroken) {
 			return &writeError{err}
 		}
 	case opPong:
@@ -533,14 +533,14 @@ func parseClosePayload(p []byte) (int, string, error) {
 	case len(p) == 0:
 		return websocket.CloseNoStatusReceived, "", nil
 	case len(p) == 1:
-		return 0, "", &ProtocolError{"close frame with a one-byte payload"}
+		return 0, "", &protocolError{"close frame with a one-byte payload"}
 	}
 	code := int(p[0])<<8 | int(p[1])
 	if !validReceivedCloseCode(code) {
-		return 0, "", &ProtocolError{fmt.Sprintf("bad close code %d", code)}
+		return 0, "", &protocolError{fmt.Sprintf("bad close code %d", code)}
 	}
 	if !utf8.Valid(p[2:]) {
-		return 0, "", &ProtocolError{"invalid utf8 payload in close frame"}
+		return 0, "", &protocolError{"invalid utf8 payload in close frame"}
 	}
 	return code, string(p[2:]), nil
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"sync"
 )
 
 // handshakeConn is the upstream connection as gorilla's Dialer sees it. It
@@ -15,10 +14,13 @@ import (
 // frame relay, which reads the connection directly: bytes that went into
 // gorilla's own buffer would be out of its reach. After the header it is a
 // plain pass-through (a refusal's body reaches gorilla as usual).
+//
+// Like any net.Conn it has one reader at a time, and takePending is
+// called only once the dial has returned, after gorilla's last read, so
+// its state needs no lock.
 type handshakeConn struct {
 	net.Conn
 
-	mu        sync.Mutex
 	lines     int    // header lines ended so far
 	lineBytes int    // bytes of the current line, CRs aside
 	done      bool   // the header has been passed on
@@ -28,21 +30,15 @@ type handshakeConn struct {
 func newHandshakeConn(c net.Conn) *handshakeConn { return &handshakeConn{Conn: c} }
 
 func (c *handshakeConn) Read(p []byte) (int, error) {
-	c.mu.Lock()
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
-		c.mu.Unlock()
 		return n, nil
 	}
-	done := c.done
-	c.mu.Unlock()
 	n, err := c.Conn.Read(p)
-	if done || n == 0 {
+	if c.done || n == 0 {
 		return n, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if end := c.scan(p[:n]); end >= 0 {
 		c.done = true
 		c.pending = bytes.Clone(p[end:n])
@@ -73,8 +69,6 @@ func (c *handshakeConn) scan(p []byte) int {
 
 // takePending returns the bytes read past the header and forgets them.
 func (c *handshakeConn) takePending() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	p := c.pending
 	c.pending = nil
 	return p

@@ -68,7 +68,7 @@ func classifyRead(err error, peer string, peerBy ClosedBy, opts Options) readEnd
 	e := readEnd{by: peerBy, code: websocket.CloseAbnormalClosure}
 	var ce *websocket.CloseError
 	var ne net.Error
-	var pe *ProtocolError
+	var pe *protocolError
 	switch {
 	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
 		// The close frame has been echoed (by gorilla, or by the frame

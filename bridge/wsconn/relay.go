@@ -139,7 +139,6 @@ type Relay struct {
 	conns  [2]net.Conn
 	legs   [2]*websocket.Conn // message relay only
 	out    [2]*frameWriter    // frame relay only
-	frames bool
 	opts   Options
 	window time.Duration // liveness window: PingInterval+PongTimeout
 	// extended is when each leg's read deadline was last moved; each is
@@ -178,7 +177,6 @@ func NewRelay(c, u *websocket.Conn, opts Options) *Relay {
 // side of a client's WebSocket, and u, the client side of the upstream's.
 func newFrameRelay(c, u net.Conn, opts Options) *Relay {
 	r := newRelay(c, u, opts)
-	r.frames = true
 	r.out[client] = &frameWriter{conn: c, timeout: r.opts.WriteTimeout}
 	r.out[upstream] = &frameWriter{conn: u, mask: true, timeout: r.opts.WriteTimeout}
 	return r
@@ -208,7 +206,7 @@ func (r *Relay) Run(ctx context.Context) Result {
 	stop := context.AfterFunc(ctx, r.Shutdown)
 
 	pump := r.pump
-	if r.frames {
+	if r.framed() {
 		pump = r.pumpFrames
 	}
 	done := make(chan struct{})
@@ -267,7 +265,7 @@ func (r *Relay) result() Result {
 // reading s.
 func (r *Relay) configure(s side) {
 	r.extendDeadlineFrom(s, r.start, true)
-	if r.frames {
+	if r.framed() {
 		return
 	}
 	c := r.legs[s]
@@ -277,9 +275,12 @@ func (r *Relay) configure(s side) {
 	installHandlers(c, func() { r.extendDeadlineFrom(s, time.Now(), true) }, r.rttObserver(s))
 }
 
+// framed reports whether the relay works on frames (see Relay).
+func (r *Relay) framed() bool { return r.out[client] != nil }
+
 // writeControl sends a control frame to leg s from any goroutine.
 func (r *Relay) writeControl(s side, op int, payload []byte, deadline time.Time) error {
-	if r.frames {
+	if r.framed() {
 		return r.out[s].writeControl(byte(op), payload, deadline)
 	}
 	return r.legs[s].WriteControl(op, payload, deadline)
