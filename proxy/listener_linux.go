@@ -181,3 +181,15 @@ func (l *fdReserveListener) logRefusals(cause error) {
 		Msg("out of file descriptors: refusing new connections; raise the open-files limit (ulimit -n) or lower limits.max_connections")
 	l.exhausted, l.logged, l.refused = true, now, 0
 }
+
+// isFDExhaustion reports whether err means the process (EMFILE) or the
+// system (ENFILE) has no file descriptor left.
+func isFDExhaustion(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// listenerConn is the part of *net.TCPListener the reserve needs.
+type listenerConn interface {
+	net.Listener
+	SyscallConn() (syscall.RawConn, error)
+}

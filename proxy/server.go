@@ -84,7 +84,7 @@ func (s *Server) listen(cfg *config.Config) error {
 	if s.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	s.publicLn = newFDReserveListener(s.publicLn, answerUnavailable, s.logger)
+	s.publicLn = newFDReserveListener(s.publicLn, []byte(answerUnavailable), s.logger)
 	s.public = s.newHTTPServer(cfg, s, "http server")
 	if cfg.TLS != nil {
 		if s.secureLn, err = net.Listen("tcp", cfg.TLS.Listen); err != nil {
