@@ -189,7 +189,22 @@ func TestFrameRelayLengthsCannotOverflow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			up := rawUpstream(t, "\r\n", nil, readUntilEOF)
+			// The upstream reports the close code it got when its
+			// connection ends: the relay ended, and how.
+			upstreamGot := make(chan int, 1)
+			up := rawUpstream(t, "\r\n", nil, func(c net.Conn, br *bufio.Reader) {
+				code := websocket.CloseAbnormalClosure
+				for {
+					h, p, err := readFrame(br)
+					if err != nil {
+						break
+					}
+					if h.op == opClose {
+						code, _, _ = parseClosePayload(p)
+					}
+				}
+				upstreamGot <- code
+			})
 			c, br := rawClient(t, relayFront(t, up, Options{MaxMessageSize: tt.limit, CloseTimeout: 100 * time.Millisecond}))
 			for _, f := range tt.frames {
 				if _, err := c.Write(f); err != nil {
@@ -198,6 +213,14 @@ func TestFrameRelayLengthsCannotOverflow(t *testing.T) {
 			}
 			if tt.code == 0 {
 				c.Close() // the sender gives up mid-frame; the relay must end cleanly
+				select {
+				case code := <-upstreamGot:
+					if code != websocket.CloseGoingAway {
+						t.Fatalf("upstream got %d, want 1001 client connection lost", code)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("the relay did not end after its client left mid-frame")
+				}
 				return
 			}
 			for {
