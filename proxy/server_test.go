@@ -59,7 +59,20 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// Go's profiles, for an operator's pprof: the goroutine dump names
+	// the relay's goroutines, and a short CPU profile is a gzipped proto.
+	if code, body := get(t, admin+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "proxy.(*Server)") {
+		t.Errorf("/debug/pprof/goroutine %d, no proxy goroutine in:\n%.300s", code, body)
+	}
+	if code, body := get(t, admin+"/debug/pprof/profile?seconds=1"); code != http.StatusOK || !strings.HasPrefix(body, "\x1f\x8b") {
+		t.Errorf("/debug/pprof/profile %d, %d bytes, not gzip", code, len(body))
+	}
 	// The admin endpoints are not on the public listener.
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		if code, _ := get(t, httpURL(srv, path)); code == http.StatusOK {
+			t.Errorf("public %s answered 200", path)
+		}
+	}
 	if code, _ := get(t, httpURL(srv, "/metrics")); code == http.StatusOK {
 		// The upstream is a WebSocket-only test server; a 200 would mean
 		// the proxy served its own metrics publicly.
