@@ -103,6 +103,10 @@ func (l *Leg) extendDeadline() {
 	}
 }
 
+// maxSpare is how many unused bytes past a message ReadMessage lets its
+// slice keep (beyond an eighth of the message) rather than copy it.
+const maxSpare = 64
+
 // ReadMessage reads the next data message, in a slice sized to it that
 // the caller may keep. Each message extends the liveness deadline. After
 // an error, stop reading and pass the error to End.
@@ -110,10 +114,11 @@ func (l *Leg) ReadMessage() (messageType int, p []byte, err error) {
 	messageType, p, err = l.conn.ReadMessage()
 	if err == nil {
 		l.extendDeadline()
-		if cap(p) > 2*len(p)+64 {
+		if spare := cap(p) - len(p); spare > maxSpare && spare > len(p)/8 {
 			// gorilla reads with io.ReadAll, whose buffer starts at 512
-			// bytes and doubles: a caller that keeps messages (a replay
-			// log) would hold 8 times a 64-byte message's size.
+			// bytes and grows by half or more: a caller that keeps
+			// messages (a replay log) would hold twice a 256-byte
+			// message's size, 8 times a 64-byte one's.
 			p = bytes.Clone(p)
 		}
 	}

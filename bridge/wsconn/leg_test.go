@@ -175,3 +175,30 @@ func TestLegConcurrentWrites(t *testing.T) {
 		t.Errorf("peer got %d messages, want %d", n, writers*each)
 	}
 }
+
+// TestLegReadMessageSizedToMessage checks that a message read from a leg
+// holds little more memory than its own bytes, whatever gorilla's read
+// buffer grew to: the bridge keeps every message for replay.
+func TestLegReadMessageSizedToMessage(t *testing.T) {
+	sizes := []int{0, 1, 64, 256, 300, 511, 512, 513, 5000, 70000}
+	l := legPeer(t, Options{}, func(c *websocket.Conn) {
+		for _, n := range sizes {
+			if err := c.WriteMessage(websocket.BinaryMessage, make([]byte, n)); err != nil {
+				return
+			}
+		}
+		_, _, _ = c.ReadMessage() // until the test ends
+	})
+	for _, n := range sizes {
+		_, p, err := l.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p) != n {
+			t.Fatalf("read %d bytes, want %d", len(p), n)
+		}
+		if limit := n + max(maxSpare, n/8); cap(p) > limit {
+			t.Errorf("a %d-byte message holds %d bytes, want at most %d", n, cap(p), limit)
+		}
+	}
+}
