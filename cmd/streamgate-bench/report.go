@@ -38,22 +38,38 @@ type benchMeta struct {
 	SSEConns   int               `json:"sse_conns,omitempty"`
 	SSERate    float64           `json:"sse_rate,omitempty"`
 	SSESize    int               `json:"sse_size,omitempty"`
+	SSEWarmup  float64           `json:"sse_warmup_s,omitempty"`
+	SSEHold    float64           `json:"sse_hold_s,omitempty"`
 	Quick      bool              `json:"quick,omitempty"`
 	Notes      []string          `json:"notes,omitempty"`
 }
 
 // rawRecord is one measurement (or the meta line) as compare.sh logs it.
 type rawRecord struct {
-	Kind   string      `json:"kind"` // meta | throughput | latency | idle | sse
-	Round  int         `json:"round,omitempty"`
-	Target string      `json:"target,omitempty"`
-	Pair   string      `json:"pair,omitempty"` // of a direct run: the proxy measured right beside it
-	Meta   *benchMeta  `json:"meta,omitempty"`
-	Echo   *echoResult `json:"echo,omitempty"`
-	CPU    *float64    `json:"cpu_s,omitempty"` // proxy CPU seconds over the echo run
-	Idle   *idleRecord `json:"idle,omitempty"`
-	SSE    *sseResult  `json:"sse,omitempty"`
-	Error  string      `json:"error,omitempty"` // the measurement failed: why
+	Kind   string        `json:"kind"` // meta | throughput | latency | idle | sse
+	Round  int           `json:"round,omitempty"`
+	Target string        `json:"target,omitempty"`
+	Pair   string        `json:"pair,omitempty"` // of a direct run: the proxy measured right beside it
+	Meta   *benchMeta    `json:"meta,omitempty"`
+	Echo   *echoResult   `json:"echo,omitempty"`
+	CPU    *float64      `json:"cpu_s,omitempty"` // proxy CPU seconds over the echo run
+	Idle   *idleRecord   `json:"idle,omitempty"`
+	SSE    *sseResult    `json:"sse,omitempty"`
+	SSEMem *sseMemRecord `json:"sse_mem,omitempty"`
+	Error  string        `json:"error,omitempty"` // the measurement failed: why
+}
+
+// sseMemRecord is the proxy's memory and CPU over one SSE run: VmRSS
+// before the streams, at the end of the warm-up (WarmS seconds in) and
+// near the end (EndS seconds in), and CPU seconds between the last two.
+type sseMemRecord struct {
+	RSSBefore int64   `json:"rss_kib_before"`
+	RSSWarm   int64   `json:"rss_kib_warm"`
+	RSSEnd    int64   `json:"rss_kib_end"`
+	Rate      float64 `json:"rate"` // messages per second to each session
+	WarmS     float64 `json:"warm_s"`
+	EndS      float64 `json:"end_s"`
+	CPU       float64 `json:"cpu_s"`
 }
 
 // idleRecord is one idle-memory measurement of a proxy.
@@ -103,6 +119,15 @@ type sseRow struct {
 	GapEvents    int     `json:"gap_events"`
 	Connected    int     `json:"connected_min"`
 	Conns        int     `json:"conns"`
+	// KiBWarm and KiBEnd are the proxy's RSS growth per connected session
+	// at WarmS and EndS seconds into the run; by then each session holds
+	// about rate x seconds messages for replay.
+	KiBWarm    *float64 `json:"rss_kib_per_session_warm,omitempty"`
+	KiBEnd     *float64 `json:"rss_kib_per_session_end,omitempty"`
+	Rate       float64  `json:"rate,omitempty"` // messages per second to each session
+	WarmS      float64  `json:"warm_s,omitempty"`
+	EndS       float64  `json:"end_s,omitempty"`
+	CPUPer100k *float64 `json:"cpu_s_per_100k_events,omitempty"`
 }
 
 // results is the machine-readable file compare.sh keeps.
@@ -224,7 +249,7 @@ func rank(target string) int {
 func summarizeTarget(t string, runs []rawRecord, direct map[baselineKey]*echoResult) targetSummary {
 	s := targetSummary{Target: t}
 	var rts, ratios, loadP99, p50, p99, added, cpu, idle []float64
-	var sse []*sseResult
+	var sse []rawRecord
 	for _, r := range runs {
 		if r.Target != t {
 			continue
@@ -266,7 +291,7 @@ func summarizeTarget(t string, runs []rawRecord, direct map[baselineKey]*echoRes
 			}
 			s.IdleWanted = in.Wanted
 		case r.Kind == "sse" && r.SSE != nil:
-			sse = append(sse, r.SSE)
+			sse = append(sse, r)
 		}
 	}
 	s.RTPerSec, s.LoadP99us, s.P50us, s.P99us = median(rts), median(loadP99), median(p50), median(p99)
@@ -281,19 +306,30 @@ func summarizeTarget(t string, runs []rawRecord, direct map[baselineKey]*echoRes
 	return s
 }
 
-func summarizeSSERuns(runs []*sseResult) *sseRow {
+func summarizeSSERuns(runs []rawRecord) *sseRow {
 	if len(runs) == 0 {
 		return nil
 	}
-	var eps, p50, p99 []float64
-	row := &sseRow{Conns: runs[0].Conns, Connected: runs[0].Connected}
-	for _, r := range runs {
+	var eps, p50, p99, warm, end, cpu []float64
+	row := &sseRow{Conns: runs[0].SSE.Conns, Connected: runs[0].SSE.Connected}
+	for _, rec := range runs {
+		r := rec.SSE
 		eps, p50, p99 = append(eps, r.EventsPerSec), append(p50, r.P50us), append(p99, r.P99us)
 		row.Lost += r.Lost
 		row.GapEvents += r.GapEvents
 		row.Connected = min(row.Connected, r.Connected)
+		if m := rec.SSEMem; m != nil && r.Connected > 0 {
+			n := float64(r.Connected)
+			warm = append(warm, float64(m.RSSWarm-m.RSSBefore)/n)
+			end = append(end, float64(m.RSSEnd-m.RSSBefore)/n)
+			row.Rate, row.WarmS, row.EndS = m.Rate, m.WarmS, m.EndS
+			if events := n * m.Rate * (m.EndS - m.WarmS); events > 0 {
+				cpu = append(cpu, m.CPU/events*1e5)
+			}
+		}
 	}
 	row.EventsPerSec, row.P50us, row.P99us = *median(eps), *median(p50), *median(p99)
+	row.KiBWarm, row.KiBEnd, row.CPUPer100k = median(warm), median(end), median(cpu)
 	return row
 }
 
@@ -367,6 +403,10 @@ func writeText(w io.Writer, res results) {
 		if s.SSE != nil {
 			fmt.Fprintf(w, "\n(e) SSE bridge, %s: %d streams (%d connected) x %g msgs/s x %d B: %.0f events/s, one-way p50 %.0f µs, p99 %.0f µs, %d lost, %d gap events\n",
 				s.Target, s.SSE.Conns, s.SSE.Connected, m.SSERate, m.SSESize, s.SSE.EventsPerSec, s.SSE.P50us, s.SSE.P99us, s.SSE.Lost, s.SSE.GapEvents)
+			if r := s.SSE; r.KiBWarm != nil {
+				fmt.Fprintf(w, "    proxy RSS per session: %.1f KiB at %gs, %.1f KiB at %gs (each holding ~%.0f and ~%.0f messages for replay); CPU %s s per 100k events\n",
+					*r.KiBWarm, r.WarmS, *r.KiBEnd, r.EndS, r.Rate*r.WarmS, r.Rate*r.EndS, cell(r.CPUPer100k, nil, "%.2f", ""))
+			}
 		}
 	}
 	writeProblems(w, res.Summary)
@@ -434,6 +474,10 @@ func writeMarkdown(w io.Writer, res results) {
 		if s.SSE != nil {
 			fmt.Fprintf(w, "\nSSE bridge (%s only; the others have none): %d event streams × %g msgs/s × %d B → %.0f events/s, one-way latency p50 %.0f µs, p99 %.0f µs; %d messages lost.\n",
 				s.Target, s.SSE.Conns, m.SSERate, m.SSESize, s.SSE.EventsPerSec, s.SSE.P50us, s.SSE.P99us, s.SSE.Lost)
+			if r := s.SSE; r.KiBWarm != nil {
+				fmt.Fprintf(w, "Proxy RSS per session: %.1f KiB at %g s and %.1f KiB at %g s into the run, when each session holds about %.0f and %.0f messages for replay; %s proxy CPU-s per 100k events.\n",
+					*r.KiBWarm, r.WarmS, *r.KiBEnd, r.EndS, r.Rate*r.WarmS, r.Rate*r.EndS, cell(r.CPUPer100k, nil, "%.2f", ""))
+			}
 		}
 	}
 	writeProblems(w, res.Summary)

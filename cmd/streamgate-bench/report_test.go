@@ -104,7 +104,8 @@ func TestReportRoundTripsThroughResultsFile(t *testing.T) {
 			Kernel: "6.1", EchoConns: 64, EchoSize: 1024, LatSize: 64, IdleConns: 9000, Workers: "auto"}},
 		rawRecord{Kind: "throughput", Round: 1, Target: "direct", Echo: &echoResult{RTPerSec: 1000, P50us: 40}},
 		rawRecord{Kind: "throughput", Round: 1, Target: "streamgate", Echo: &echoResult{RTPerSec: 500, RoundTrips: 5000}, CPU: ptr(0.5)},
-		rawRecord{Kind: "sse", Round: 1, Target: "streamgate", SSE: &sseResult{Conns: 10, Connected: 10, EventsPerSec: 100, P50us: 300}},
+		rawRecord{Kind: "sse", Round: 1, Target: "streamgate", SSE: &sseResult{Conns: 10, Connected: 10, EventsPerSec: 100, P50us: 300},
+			SSEMem: &sseMemRecord{RSSBefore: 1000, RSSWarm: 1200, RSSEnd: 1500, Rate: 1, WarmS: 20, EndS: 49, CPU: 0.029}},
 	)
 	first, err := loadResults(data)
 	if err != nil {
@@ -117,7 +118,9 @@ func TestReportRoundTripsThroughResultsFile(t *testing.T) {
 	}
 	var md bytes.Buffer
 	writeMarkdown(&md, again)
-	for _, want := range []string{"2 × Test CPU", "Linux 6.1", "| streamgate | 500 rt/s | 0.50 |", "5.00 |", "64 conns × 1 KiB", "SSE bridge"} {
+	for _, want := range []string{"2 × Test CPU", "Linux 6.1", "| streamgate | 500 rt/s | 0.50 |", "5.00 |", "64 conns × 1 KiB", "SSE bridge",
+		// (1200-1000)/10 sessions, (1500-1000)/10; 0.029 CPU-s over 10 x 1 x 29 events.
+		"20.0 KiB at 20 s and 50.0 KiB at 49 s", "about 20 and 49 messages", "10.00 proxy CPU-s per 100k events"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md.String())
 		}

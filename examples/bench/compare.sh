@@ -18,9 +18,13 @@
 #       WebSockets (clients in 3 processes, from 127.0.0.2-4) held IDLE_HOLD
 #       seconds, per connection; every connection must then carry a message
 #       end to end, or the row says how many did;
-#   (e) streamgate only: SSE_CONNS event streams on a bridged route whose
-#       upstream pushes SSE_RATE timestamped messages/s -> events/s, one-way
-#       latency, lost messages (SSE=0 skips it).
+#   (e) streamgate only: SSE_CONNS event streams (one client process, from
+#       127.0.0.2-4) on a bridged route whose upstream pushes SSE_RATE
+#       timestamped messages/s to each -> events/s, one-way latency after
+#       SSE_WARMUP seconds (the ramp), lost messages; the proxy's VmRSS per
+#       session at the end of the warm-up and SSE_HOLD seconds later (every
+#       session then holds all its messages so far for replay, ~rate x time
+#       of them), and its CPU per 100k events over the hold (SSE=0 skips it).
 #
 # Workers: every proxy may use every core (WORKERS=auto: nginx
 # `worker_processes auto`, HAProxy's default nbthread = cores, GOMAXPROCS =
@@ -37,10 +41,12 @@
 # Environment: ROUNDS (3), D (5, seconds per echo run), IDLE_CONNS (9000),
 # IDLE_HOLD (30, past streamgate's 25s ping), IDLE_RATE (1000 conns/s per
 # client process), WORKERS (auto), TARGETS ("direct streamgate nginx haproxy
-# caddy"), SSE (1), SSE_CONNS (200), SSE_RATE (10), SSE_SIZE (256),
+# caddy"), SSE (1), SSE_CONNS (9000), SSE_RATE (1), SSE_SIZE (256),
+# SSE_WARMUP (20), SSE_HOLD (30),
 # OUT (examples/bench/results.json), INSTALL (1: apt-get install missing
 # peers; 0: leave missing ones out), KEEP_WORK (0; 1 keeps configs and logs),
-# QUICK (0; 1 = ROUNDS=1 D=2 IDLE_CONNS=1000 IDLE_HOLD=3 SSE_CONNS=20).
+# QUICK (0; 1 = ROUNDS=1 D=2 IDLE_CONNS=1000 IDLE_HOLD=3 SSE_CONNS=300
+# SSE_WARMUP=2 SSE_HOLD=3).
 #
 # Needs: go, bash, iproute2 (ss), root for apt-get (Debian's nginx, haproxy
 # and caddy packages; a peer Debian does not package is left out, with a
@@ -63,7 +69,8 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "${QUICK:-0}" = 1 ]; then
-  ROUNDS=${ROUNDS:-1} D=${D:-2} IDLE_CONNS=${IDLE_CONNS:-1000} IDLE_HOLD=${IDLE_HOLD:-3} SSE_CONNS=${SSE_CONNS:-20}
+  ROUNDS=${ROUNDS:-1} D=${D:-2} IDLE_CONNS=${IDLE_CONNS:-1000} IDLE_HOLD=${IDLE_HOLD:-3}
+  SSE_CONNS=${SSE_CONNS:-300} SSE_WARMUP=${SSE_WARMUP:-2} SSE_HOLD=${SSE_HOLD:-3}
 fi
 ROUNDS=${ROUNDS:-3}
 D=${D:-5}
@@ -74,9 +81,11 @@ IDLE_PROCS=3
 WORKERS=${WORKERS:-auto}
 TARGETS=${TARGETS:-direct streamgate nginx haproxy caddy}
 SSE=${SSE:-1}
-SSE_CONNS=${SSE_CONNS:-200}
-SSE_RATE=${SSE_RATE:-10}
+SSE_CONNS=${SSE_CONNS:-9000}
+SSE_RATE=${SSE_RATE:-1}
 SSE_SIZE=${SSE_SIZE:-256}
+SSE_WARMUP=${SSE_WARMUP:-20}
+SSE_HOLD=${SSE_HOLD:-30}
 OUT=${OUT:-$here/results.json}
 INSTALL=${INSTALL:-1}
 ECHO_CONNS=64 ECHO_SIZE=1024 LAT_SIZE=64
@@ -161,6 +170,8 @@ ulimit -n "$nofile"
 max_idle=$(((nofile - 200) / 2))
 [ "$IDLE_CONNS" -le "$max_idle" ] ||
   die "IDLE_CONNS=$IDLE_CONNS needs $((2 * IDLE_CONNS + 200)) open files in the proxy; the limit is $nofile (at most $max_idle)"
+[ "$SSE" != 1 ] || [ "$SSE_CONNS" -le "$max_idle" ] ||
+  die "SSE_CONNS=$SSE_CONNS needs $((2 * SSE_CONNS + 200)) open files in the proxy; the limit is $nofile (at most $max_idle)"
 
 # --- peers: Debian's packages, installed if missing.
 pkg_bin() { case $1 in nginx) echo /usr/sbin/nginx ;; haproxy) echo /usr/sbin/haproxy ;; caddy) echo /usr/bin/caddy ;; esac; }
@@ -410,13 +421,25 @@ measure_idle() { # measure_idle ROUND TARGET
 }
 
 measure_sse() { # measure_sse ROUND
-  local r=$1 out
+  local r=$1 out rss0 rss1 rss2 cpu1 cpu2 client
   start_target streamgate "$r.sse"
-  out=$("$bench" sse -url "http://127.0.0.1:$SG_PORT/sse/feed" -conns "$SSE_CONNS" -sources 127.0.0.2,127.0.0.3,127.0.0.4 \
-    -for "${D}s" 2>>"$work/log/client.log") || die "sse client failed (see $work/log/client.log)"
+  sleep 1
+  rss0=$(proc_field "$proxy_pid" rss_kib)
+  # One client process: its percentiles are exact, and 9,000 streams fit
+  # its open-file limit; the proxy holds two sockets per session.
+  "$bench" sse -url "http://127.0.0.1:$SG_PORT/sse/feed" -conns "$SSE_CONNS" -sources 127.0.0.2,127.0.0.3,127.0.0.4 \
+    -rate 1000 -warmup "${SSE_WARMUP}s" -for "$((SSE_WARMUP + SSE_HOLD))s" >"$work/sse.json" 2>>"$work/log/client.log" &
+  client=$!; track $client
+  sleep "$SSE_WARMUP"
+  rss1=$(proc_field "$proxy_pid" rss_kib) cpu1=$(proc_field "$proxy_pid" cpu_s)
+  sleep "$((SSE_HOLD > 2 ? SSE_HOLD - 1 : 1))" # the last sample before the streams end
+  rss2=$(proc_field "$proxy_pid" rss_kib) cpu2=$(proc_field "$proxy_pid" cpu_s)
+  wait "$client" || die "sse client failed (see $work/log/client.log)"
+  unset "live[$client]"
+  out=$(cat "$work/sse.json")
   stop_target
-  record "{\"kind\":\"sse\",\"round\":$r,\"target\":\"streamgate\",\"sse\":$out}"
-  log "round $r sse streamgate: $out"
+  record "{\"kind\":\"sse\",\"round\":$r,\"target\":\"streamgate\",\"sse\":$out,\"sse_mem\":{\"rss_kib_before\":$rss0,\"rss_kib_warm\":$rss1,\"rss_kib_end\":$rss2,\"rate\":$SSE_RATE,\"warm_s\":$SSE_WARMUP,\"end_s\":$((SSE_WARMUP + (SSE_HOLD > 2 ? SSE_HOLD - 1 : 1))),\"cpu_s\":$(awk -v a="$cpu1" -v b="$cpu2" 'BEGIN {printf "%.3f", b - a}')}}"
+  log "round $r sse streamgate: $out; RSS $rss0 -> $rss1 (at ${SSE_WARMUP}s) -> $rss2 KiB"
 }
 
 # --- meta, then the rounds.
@@ -437,7 +460,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 notes_json=""
 for n in "${notes[@]+"${notes[@]}"}"; do notes_json+="${notes_json:+,}$(jstr "$n")"; done
 . /etc/os-release 2>/dev/null || PRETTY_NAME=unknown
-record "{\"kind\":\"meta\",\"meta\":{\"date\":\"$(date -u +%Y-%m-%dT%H:%MZ)\",\"nproc\":$(nproc),\"cpu_model\":$(jstr "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"),\"kernel\":$(jstr "$(uname -r)"),\"os\":$(jstr "$PRETTY_NAME"),\"commit\":$(jstr "$commit"),\"versions\":{$versions},\"rounds\":$ROUNDS,\"seconds\":$D,\"echo_conns\":$ECHO_CONNS,\"echo_size\":$ECHO_SIZE,\"lat_size\":$LAT_SIZE,\"idle_conns\":$IDLE_CONNS,\"idle_hold_s\":$IDLE_HOLD,\"idle_procs\":$IDLE_PROCS,\"workers\":$(jstr "$WORKERS"),\"loadavg_before\":$(jstr "$(cut -d' ' -f1-3 /proc/loadavg)"),\"sse_conns\":$([ "$SSE" = 1 ] && echo "$SSE_CONNS" || echo 0),\"sse_rate\":$SSE_RATE,\"sse_size\":$SSE_SIZE,\"quick\":$([ "${QUICK:-0}" = 1 ] && echo true || echo false),\"notes\":[$notes_json]}}"
+record "{\"kind\":\"meta\",\"meta\":{\"date\":\"$(date -u +%Y-%m-%dT%H:%MZ)\",\"nproc\":$(nproc),\"cpu_model\":$(jstr "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"),\"kernel\":$(jstr "$(uname -r)"),\"os\":$(jstr "$PRETTY_NAME"),\"commit\":$(jstr "$commit"),\"versions\":{$versions},\"rounds\":$ROUNDS,\"seconds\":$D,\"echo_conns\":$ECHO_CONNS,\"echo_size\":$ECHO_SIZE,\"lat_size\":$LAT_SIZE,\"idle_conns\":$IDLE_CONNS,\"idle_hold_s\":$IDLE_HOLD,\"idle_procs\":$IDLE_PROCS,\"workers\":$(jstr "$WORKERS"),\"loadavg_before\":$(jstr "$(cut -d' ' -f1-3 /proc/loadavg)"),\"sse_conns\":$([ "$SSE" = 1 ] && echo "$SSE_CONNS" || echo 0),\"sse_rate\":$SSE_RATE,\"sse_size\":$SSE_SIZE,\"sse_warmup_s\":$SSE_WARMUP,\"sse_hold_s\":$SSE_HOLD,\"quick\":$([ "${QUICK:-0}" = 1 ] && echo true || echo false),\"notes\":[$notes_json]}}"
 
 has_direct=0
 [[ " ${targets[*]} " != *" direct "* ]] || has_direct=1

@@ -23,9 +23,11 @@ type summaryRow struct {
 	EchoErrors      int      `json:"echo_errors"`
 	Failures        []string `json:"failures"`
 	SSE             *struct {
-		Connected int   `json:"connected_min"`
-		Conns     int   `json:"conns"`
-		Lost      int64 `json:"lost"`
+		Connected int      `json:"connected_min"`
+		Conns     int      `json:"conns"`
+		Lost      int64    `json:"lost"`
+		KiBWarm   *float64 `json:"rss_kib_per_session_warm"`
+		KiBEnd    *float64 `json:"rss_kib_per_session_end"`
 	} `json:"sse"`
 }
 
@@ -96,7 +98,7 @@ func TestCompareQuick(t *testing.T) {
 			t.Errorf("%s: idle: %v KiB/conn, %d of %d alive", target, r.IdleKiBPerConn, r.IdleAlive, r.IdleWanted)
 		}
 	}
-	if s := rows["streamgate"].SSE; s == nil || s.Connected != s.Conns || s.Lost != 0 {
+	if s := rows["streamgate"].SSE; s == nil || s.Connected != s.Conns || s.Lost != 0 || s.KiBWarm == nil || s.KiBEnd == nil {
 		t.Errorf("streamgate SSE bridge row: %+v", s)
 	}
 
