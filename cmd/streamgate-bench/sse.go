@@ -23,7 +23,7 @@ type sseResult struct {
 	Conns        int     `json:"conns"`
 	Connected    int     `json:"connected"` // streams that answered 200 text/event-stream
 	Seconds      float64 `json:"seconds"`
-	Events       int64   `json:"events"` // timestamped message events received
+	Events       int64   `json:"events"` // timestamped message events received after the warm-up
 	EventsPerSec float64 `json:"events_per_sec"`
 	P50us        float64 `json:"p50_us"` // one-way: upstream send to client parse
 	P99us        float64 `json:"p99_us"`
@@ -83,7 +83,7 @@ func runSSE(args []string, fs *flag.FlagSet) (any, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
-	return summarizeSSE(*url, stats, len(connected), elapsed), nil
+	return summarizeSSE(*url, stats, len(connected), elapsed, warmup.Seconds()), nil
 }
 
 // sourceClients returns one HTTP client per source address. Each stream
@@ -183,7 +183,7 @@ func parseEvents(r io.Reader, st *sseStats) error {
 }
 
 // summarizeSSE folds the streams' stats into the result line.
-func summarizeSSE(url string, stats []sseStats, connected int, elapsed float64) sseResult {
+func summarizeSSE(url string, stats []sseStats, connected int, elapsed, warmup float64) sseResult {
 	res := sseResult{Mode: "sse", URL: url, Conns: len(stats), Connected: connected, Seconds: elapsed}
 	var all []time.Duration
 	for _, st := range stats {
@@ -199,8 +199,8 @@ func summarizeSSE(url string, stats []sseStats, connected int, elapsed float64) 
 	}
 	slices.Sort(all)
 	res.Events = int64(len(all))
-	if elapsed > 0 {
-		res.EventsPerSec = float64(len(all)) / elapsed
+	if window := elapsed - warmup; window > 0 {
+		res.EventsPerSec = float64(len(all)) / window // events are counted after the warm-up only
 	}
 	res.P50us, res.P99us = quantileUS(all, 0.5), quantileUS(all, 0.99)
 	res.MaxUS = quantileUS(all, 1)

@@ -90,7 +90,7 @@ func TestSSEAgainstEmitter(t *testing.T) {
 	defer cancel()
 	connected := make(chan struct{}, 1)
 	st := readSSE(ctx, clients[0], bridge.URL, connected, time.Time{})
-	res := summarizeSSE(bridge.URL, []sseStats{st}, len(connected), 0.5)
+	res := summarizeSSE(bridge.URL, []sseStats{st}, len(connected), 0.5, 0)
 	if res.Connected != 1 || res.Errors != 0 || res.Closed != 0 || res.Lost != 0 {
 		t.Errorf("got %+v, want 1 connected stream, no errors, closes or losses", res)
 	}
