@@ -47,8 +47,12 @@
 # peers; 0: leave missing ones out), KEEP_WORK (0; 1 keeps configs and logs),
 # QUICK (0; 1 = ROUNDS=1 D=2 IDLE_CONNS=1000 IDLE_HOLD=3 SSE_CONNS=300
 # SSE_WARMUP=2 SSE_HOLD=3).
+# PROFILE (empty; a folder: after the rounds, one extra streamgate run of
+# each of (a) and (e), left out of the results, with Go's profiles taken
+# from its admin listener: echo-cpu.pprof and sse-heap.pprof, sse-goroutines.txt, and
+# their `go tool pprof -top` as *.top.txt).
 #
-# Needs: go, bash, iproute2 (ss), root for apt-get (Debian's nginx, haproxy
+# Needs: go, bash, iproute2 (ss), curl for PROFILE, root for apt-get (Debian's nginx, haproxy
 # and caddy packages; a peer Debian does not package is left out, with a
 # note). Cleans up every process it started on exit.
 set -euo pipefail
@@ -487,6 +491,36 @@ for r in $(seq "$ROUNDS"); do
   if [ "$SSE" = 1 ] && [[ " ${targets[*]} " == *" streamgate "* ]]; then measure_sse "$r"; fi
   for t in "${order[@]}"; do [ "$t" = direct ] || measure_idle "$r" "$t"; done
 done
+
+profile_runs() { # profile_runs DIR
+  local dir=$1 client admin=http://127.0.0.1:$SG_ADMIN
+  mkdir -p "$dir"
+  log "profiling streamgate: (a) echo $ECHO_CONNS conns x $ECHO_SIZE B, CPU"
+  start_target streamgate profile.echo
+  "$bench" echo -url "$url" -conns "$ECHO_CONNS" -size "$ECHO_SIZE" -for "$((D + 2))s" >/dev/null 2>>"$work/log/client.log" &
+  client=$!; track $client
+  sleep 1
+  curl -fsS "$admin/debug/pprof/profile?seconds=$D" -o "$dir/echo-cpu.pprof" || die "CPU profile failed"
+  wait "$client" || true; unset "live[$client]"
+  stop_target
+  if [ "$SSE" = 1 ]; then
+    log "profiling streamgate: (e) $SSE_CONNS SSE sessions, heap and goroutines"
+    start_target streamgate profile.sse
+    "$bench" sse -url "http://127.0.0.1:$SG_PORT/sse/feed" -conns "$SSE_CONNS" -sources 127.0.0.2,127.0.0.3,127.0.0.4 \
+      -rate 1000 -warmup "${SSE_WARMUP}s" -for "$((SSE_WARMUP + SSE_HOLD))s" >/dev/null 2>>"$work/log/client.log" &
+    client=$!; track $client
+    sleep "$SSE_WARMUP"
+    curl -fsS "$admin/debug/pprof/heap?gc=1" -o "$dir/sse-heap.pprof" || die "heap profile failed"
+    curl -fsS "$admin/debug/pprof/goroutine?debug=1" -o "$dir/sse-goroutines.txt" || die "goroutine profile failed"
+    wait "$client" || true; unset "live[$client]"
+    stop_target
+  fi
+  for f in "$dir"/*.pprof; do
+    go tool pprof -top -nodecount=40 "$work/streamgate" "$f" >"${f%.pprof}.top.txt" 2>/dev/null || true
+  done
+  log "profiles in $dir"
+}
+[ -z "${PROFILE:-}" ] || profile_runs "$PROFILE"
 
 sed -i "1s|\"loadavg_before\"|\"loadavg_after\":$(jstr "$(cut -d' ' -f1-3 /proc/loadavg)"),&|" "$raw"
 "$bench" report -in "$raw" -json "$OUT" -format none
