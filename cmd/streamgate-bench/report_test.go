@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -143,5 +144,34 @@ func TestMedian(t *testing.T) {
 	}
 	if median(nil) != nil {
 		t.Error("median(nil) is not nil")
+	}
+}
+
+// TestReadmePerformanceBlockIsGenerated checks that README.md's
+// Performance table is what compare.sh --readme renders from the committed
+// examples/bench/results.json, so that it is regenerated, never edited.
+func TestReadmePerformanceBlockIsGenerated(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("../../examples/bench/results.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := loadResults(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	writeReadme(&want, res)
+	const begin, end = "<!-- compare.sh:begin -->\n", "<!-- compare.sh:end -->\n"
+	_, rest, ok := strings.Cut(string(readme), begin)
+	got, _, ok2 := strings.Cut(rest, end)
+	if !ok || !ok2 {
+		t.Fatalf("README.md has no %q ... %q block", strings.TrimSpace(begin), strings.TrimSpace(end))
+	}
+	if got != want.String() {
+		t.Errorf("README.md's Performance block is not compare.sh's output for results.json; run\n\tbash examples/bench/compare.sh --report examples/bench/results.json --readme\ngot:\n%s\nwant:\n%s", got, want.String())
 	}
 }

@@ -36,6 +36,9 @@
 #   bash examples/bench/compare.sh                      # table on stdout, JSON in $OUT
 #   bash examples/bench/compare.sh --markdown > examples/bench/RESULTS.md
 #   bash examples/bench/compare.sh --report results.json [--markdown]   # re-render, no run
+#   bash examples/bench/compare.sh --markdown --readme > examples/bench/RESULTS.md
+#       # --readme also rewrites README.md's Performance table (between its
+#       # compare.sh:begin and compare.sh:end markers) from the results
 #   QUICK=1 bash examples/bench/compare.sh              # smoke test, ~1 minute
 #
 # Environment: ROUNDS (3), D (5, seconds per echo run), IDLE_CONNS (9000),
@@ -61,10 +64,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 
-format=text report_from=""
+format=text report_from="" readme=0
 while [ $# -gt 0 ]; do
   case $1 in
     --markdown) format=markdown ;;
+    --readme) readme=1 ;;
     --report) report_from=${2:?--report needs a results file}; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
@@ -158,6 +162,20 @@ render() { # render FILE: the table (text on stdout, or Markdown with the text o
   else
     "$bench" report -in "$1" -format text
   fi
+  [ "$readme" = 0 ] || update_readme "$1"
+}
+# update_readme FILE: README.md's block between the markers, from FILE.
+update_readme() {
+  local block=$work/readme.block
+  "$bench" report -in "$1" -format readme >"$block"
+  grep -q '^<!-- compare.sh:begin -->$' "$root/README.md" && grep -q '^<!-- compare.sh:end -->$' "$root/README.md" ||
+    die "README.md has no <!-- compare.sh:begin --> ... <!-- compare.sh:end --> block"
+  awk -v block="$block" '
+    /^<!-- compare.sh:begin -->$/ { print; while ((getline l < block) > 0) print l; skip = 1; next }
+    /^<!-- compare.sh:end -->$/ { skip = 0 }
+    !skip' "$root/README.md" >"$work/README.md"
+  cat "$work/README.md" >"$root/README.md"
+  log "README.md's Performance table rewritten from $1"
 }
 if [ -n "$report_from" ]; then
   render "$report_from"
