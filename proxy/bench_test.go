@@ -203,3 +203,44 @@ func BenchmarkFirstSSEEvent(b *testing.B) {
 	b.ReportMetric(float64(viaTLS.Microseconds())/1e3, "tls-ms")
 	b.ReportMetric(float64((viaTLS-plain).Microseconds())/1e3, "added-ms")
 }
+
+// BenchmarkWebSocketConnect measures a proxied WebSocket's whole life per
+// op: accept, upstream dial, both handshakes, one echoed message and the
+// closing handshake; in the same run the same against the upstream
+// directly. x-direct is the proxied rate over the direct one.
+func BenchmarkWebSocketConnect(b *testing.B) {
+	be := wsBackend(b, nil, echo)
+	srv := startProxy(b, testConfig(be.URL), zerolog.Nop())
+	msg := []byte("hello")
+	connect := func(url string, n int) time.Duration {
+		start := time.Now()
+		for range n {
+			c, _, err := websocket.DefaultDialer.Dial(url, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.WriteMessage(websocket.TextMessage, msg); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := c.ReadMessage(); err != nil {
+				b.Fatal(err)
+			}
+			_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+			for { // until the close echo
+				if _, _, err := c.ReadMessage(); err != nil {
+					break
+				}
+			}
+			c.Close()
+		}
+		return time.Since(start)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	via := connect(wsURL(srv, "/"), b.N)
+	b.StopTimer()
+	direct := connect("ws"+be.URL[len("http"):], b.N)
+	b.ReportMetric(float64(b.N)/via.Seconds(), "conns/s")
+	b.ReportMetric(float64(b.N)/direct.Seconds(), "direct-conns/s")
+	b.ReportMetric(direct.Seconds()/via.Seconds(), "x-direct")
+}
