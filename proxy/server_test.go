@@ -67,16 +67,13 @@ func TestAdminEndpoints(t *testing.T) {
 	if code, body := get(t, admin+"/debug/pprof/profile?seconds=1"); code != http.StatusOK || !strings.HasPrefix(body, "\x1f\x8b") {
 		t.Errorf("/debug/pprof/profile %d, %d bytes, not gzip", code, len(body))
 	}
-	// The admin endpoints are not on the public listener.
+	// The admin endpoints are not on the public listener. The upstream is
+	// a WebSocket-only test server; a 200 would mean the proxy served its
+	// own endpoints publicly.
 	for _, path := range []string{"/metrics", "/debug/pprof/"} {
 		if code, _ := get(t, httpURL(srv, path)); code == http.StatusOK {
 			t.Errorf("public %s answered 200", path)
 		}
-	}
-	if code, _ := get(t, httpURL(srv, "/metrics")); code == http.StatusOK {
-		// The upstream is a WebSocket-only test server; a 200 would mean
-		// the proxy served its own metrics publicly.
-		t.Errorf("public /metrics answered 200")
 	}
 }
 
