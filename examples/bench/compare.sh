@@ -442,25 +442,32 @@ measure_idle() { # measure_idle ROUND TARGET
   log "round $r idle $t: $est/$IDLE_CONNS open, $alive alive after ${IDLE_HOLD}s, RSS $rss0 -> $rss1 KiB ($(awk -v a="$rss0" -v b="$rss1" -v c="$est" 'BEGIN {printf "%.1f", c ? (b - a) / c : 0}') KiB/conn)"
 }
 
+# start_sse_client OUT: SSE_CONNS streams on streamgate's bridged route in
+# the background, for SSE_WARMUP + SSE_HOLD seconds, results to OUT; sets
+# client. One client process: its percentiles are exact, and 9,000
+# streams fit its open-file limit (the proxy holds two sockets a session).
+start_sse_client() {
+  "$bench" sse -url "http://127.0.0.1:$SG_PORT/sse/feed" -conns "$SSE_CONNS" -sources 127.0.0.2,127.0.0.3,127.0.0.4 \
+    -rate 1000 -warmup "${SSE_WARMUP}s" -for "$((SSE_WARMUP + SSE_HOLD))s" >"$1" 2>>"$work/log/client.log" &
+  client=$!; track $client
+}
+
 measure_sse() { # measure_sse ROUND
   local r=$1 out rss0 rss1 rss2 cpu1 cpu2 client
+  local end_s=$((SSE_WARMUP + (SSE_HOLD > 2 ? SSE_HOLD - 1 : 1))) # the last sample before the streams end
   start_target streamgate "$r.sse"
   sleep 1
   rss0=$(proc_field "$proxy_pid" rss_kib)
-  # One client process: its percentiles are exact, and 9,000 streams fit
-  # its open-file limit; the proxy holds two sockets per session.
-  "$bench" sse -url "http://127.0.0.1:$SG_PORT/sse/feed" -conns "$SSE_CONNS" -sources 127.0.0.2,127.0.0.3,127.0.0.4 \
-    -rate 1000 -warmup "${SSE_WARMUP}s" -for "$((SSE_WARMUP + SSE_HOLD))s" >"$work/sse.json" 2>>"$work/log/client.log" &
-  client=$!; track $client
+  start_sse_client "$work/sse.json"
   sleep "$SSE_WARMUP"
   rss1=$(proc_field "$proxy_pid" rss_kib) cpu1=$(proc_field "$proxy_pid" cpu_s)
-  sleep "$((SSE_HOLD > 2 ? SSE_HOLD - 1 : 1))" # the last sample before the streams end
+  sleep "$((end_s - SSE_WARMUP))"
   rss2=$(proc_field "$proxy_pid" rss_kib) cpu2=$(proc_field "$proxy_pid" cpu_s)
   wait "$client" || die "sse client failed (see $work/log/client.log)"
   unset "live[$client]"
   out=$(cat "$work/sse.json")
   stop_target
-  record "{\"kind\":\"sse\",\"round\":$r,\"target\":\"streamgate\",\"sse\":$out,\"sse_mem\":{\"rss_kib_before\":$rss0,\"rss_kib_warm\":$rss1,\"rss_kib_end\":$rss2,\"rate\":$SSE_RATE,\"warm_s\":$SSE_WARMUP,\"end_s\":$((SSE_WARMUP + (SSE_HOLD > 2 ? SSE_HOLD - 1 : 1))),\"cpu_s\":$(awk -v a="$cpu1" -v b="$cpu2" 'BEGIN {printf "%.3f", b - a}')}}"
+  record "{\"kind\":\"sse\",\"round\":$r,\"target\":\"streamgate\",\"sse\":$out,\"sse_mem\":{\"rss_kib_before\":$rss0,\"rss_kib_warm\":$rss1,\"rss_kib_end\":$rss2,\"rate\":$SSE_RATE,\"warm_s\":$SSE_WARMUP,\"end_s\":$end_s,\"cpu_s\":$(awk -v a="$cpu1" -v b="$cpu2" 'BEGIN {printf "%.3f", b - a}')}}"
   log "round $r sse streamgate: $out; RSS $rss0 -> $rss1 (at ${SSE_WARMUP}s) -> $rss2 KiB"
 }
 
@@ -524,9 +531,7 @@ profile_runs() { # profile_runs DIR
   if [ "$SSE" = 1 ]; then
     log "profiling streamgate: (e) $SSE_CONNS SSE sessions, heap and goroutines"
     start_target streamgate profile.sse
-    "$bench" sse -url "http://127.0.0.1:$SG_PORT/sse/feed" -conns "$SSE_CONNS" -sources 127.0.0.2,127.0.0.3,127.0.0.4 \
-      -rate 1000 -warmup "${SSE_WARMUP}s" -for "$((SSE_WARMUP + SSE_HOLD))s" >/dev/null 2>>"$work/log/client.log" &
-    client=$!; track $client
+    start_sse_client /dev/null
     sleep "$SSE_WARMUP"
     curl -fsS "$admin/debug/pprof/heap?gc=1" -o "$dir/sse-heap.pprof" || die "heap profile failed"
     curl -fsS "$admin/debug/pprof/goroutine?debug=1" -o "$dir/sse-goroutines.txt" || die "goroutine profile failed"
