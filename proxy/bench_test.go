@@ -226,7 +226,8 @@ func BenchmarkWebSocketConnect(b *testing.B) {
 				b.Fatal(err)
 			}
 			_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
-			for { // until the close echo
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for { // until the close echo, or the deadline
 				if _, _, err := c.ReadMessage(); err != nil {
 					break
 				}
