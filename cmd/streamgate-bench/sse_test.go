@@ -98,3 +98,14 @@ func TestSSEAgainstEmitter(t *testing.T) {
 		t.Errorf("got %d events (p50 %.0f µs) in 0.5 s at 200/s, want at least 20", res.Events, res.P50us)
 	}
 }
+
+// TestSummarizeSSERateOverWindow checks that events/s is over the window
+// the events were counted in: the run after its warm-up.
+func TestSummarizeSSERateOverWindow(t *testing.T) {
+	st := sseStats{lat: make([]time.Duration, 300)} // 300 events after the warm-up
+	for _, c := range []struct{ elapsed, warmup, want float64 }{{30, 0, 10}, {50, 20, 10}, {20, 20, 0}} {
+		if got := summarizeSSE("u", []sseStats{st}, 1, c.elapsed, c.warmup).EventsPerSec; got != c.want {
+			t.Errorf("%g s run, %g s warm-up: %g events/s, want %g", c.elapsed, c.warmup, got, c.want)
+		}
+	}
+}
