@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -51,7 +52,14 @@ type frameWriter struct {
 	broken    bool      // a write failed, perhaps mid-frame: nothing more may follow
 	armed     time.Time // when the write deadline was last set; zero: not set
 	ctl       []byte    // scratch for control frames
+
+	// backlog is set while a non-blocking leg holds bytes it could not
+	// write yet (see eventloop_linux.go); forwarding into it waits.
+	backlog atomic.Bool
 }
+
+// blocked reports whether frames for this leg must wait for its backlog.
+func (w *frameWriter) blocked() bool { return w.backlog.Load() }
 
 // armDeadline sets the write deadline to now+timeout unless it was set less
 // than a sixteenth of the timeout ago: a write then always has at least
@@ -163,16 +171,22 @@ func (fr *frameReader) release() {
 	}
 }
 
-// fill reads more bytes, first moving unread ones to the start of the
-// buffer (after the headroom) when fewer than need bytes would fit after
-// them.
-func (fr *frameReader) fill(need int) error {
+// makeRoom prepares the buffer for a read: an empty buffer starts again
+// after the headroom, and unread bytes move there when fewer than need
+// bytes would fit from the read position.
+func (fr *frameReader) makeRoom(need int) {
 	if fr.r == fr.w {
 		fr.r, fr.w = headroom, headroom
 	} else if len(fr.buf)-fr.r < need {
 		fr.w = headroom + copy(fr.buf[headroom:], fr.buf[fr.r:fr.w])
 		fr.r = headroom
 	}
+}
+
+// fill reads more bytes, blocking until some arrive, after making room for
+// need bytes from the read position.
+func (fr *frameReader) fill(need int) error {
+	fr.makeRoom(need)
 	var n int
 	var err error
 	if fr.raw != nil {
@@ -188,9 +202,14 @@ func (fr *frameReader) fill(need int) error {
 		return nil
 	}
 	if err == nil || err == io.EOF {
-		err = &websocket.CloseError{Code: websocket.CloseAbnormalClosure, Text: io.ErrUnexpectedEOF.Error()}
+		err = errUnexpectedEOF()
 	}
 	return err
+}
+
+// errUnexpectedEOF is how a leg that ended TCP without a close frame ends.
+func errUnexpectedEOF() error {
+	return &websocket.CloseError{Code: websocket.CloseAbnormalClosure, Text: io.ErrUnexpectedEOF.Error()}
 }
 
 // readRaw reads from the socket without the netpoller's blocking Read: it
@@ -239,52 +258,6 @@ func (fr *frameReader) unread() []byte {
 	return fr.buf[fr.r:fr.w]
 }
 
-// next returns the next frame's header; its bytes are buf[r:r+h.size].
-func (fr *frameReader) next() (frameHeader, error) {
-	for {
-		h, complete, err := parseFrameHeader(fr.unread())
-		if err != nil || complete {
-			return h, err
-		}
-		if err := fr.fill(maxFrameHeader); err != nil {
-			return h, err
-		}
-	}
-}
-
-// controlPayload returns the payload of the control frame h, unmasked, and
-// consumes the frame.
-func (fr *frameReader) controlPayload(h *frameHeader) ([]byte, error) {
-	total := h.size + int(h.length)
-	for fr.w-fr.r < total {
-		if err := fr.fill(total); err != nil {
-			return nil, err
-		}
-	}
-	p := fr.ctl[:copy(fr.ctl[:], fr.buf[fr.r+h.size:fr.r+total])]
-	if h.masked {
-		maskBytes(h.key, 0, p)
-	}
-	fr.r += total
-	return p, nil
-}
-
-// discard consumes the frame h without looking at its payload.
-func (fr *frameReader) discard(h *frameHeader) error {
-	fr.r += h.size
-	for left := h.length; left > 0; {
-		if fr.r == fr.w {
-			if err := fr.fill(1); err != nil {
-				return err
-			}
-		}
-		n := min(int64(fr.w-fr.r), left)
-		fr.r += int(n)
-		left -= n
-	}
-	return nil
-}
-
 // message is the state of the data message a frame relay is forwarding.
 type message struct {
 	open bool  // a fragmented message has started and not finished
@@ -293,67 +266,196 @@ type message struct {
 	utf8 utf8Checker
 }
 
-// pumpFrames reads frames from leg from and forwards each data frame to the
-// other leg without unmasking it (see forwardFrame): client frames arrive
-// masked and the upstream must get masked frames, upstream frames arrive
-// unmasked and the client must get them unmasked.
-// Control frames are answered on their own leg. It enforces what the
-// message relay does: the size limit (1009, decided from the frame header
-// before a byte of the frame is forwarded), UTF-8 in text messages (1007),
-// and the protocol rules gorilla would (1002).
+// parseState says what the unread bytes of a direction start with.
+type parseState uint8
+
+const (
+	atHeader    parseState = iota // a frame header
+	inControl                     // control frame h, header included
+	inWhole                       // data frame h, header included, which fits the buffer
+	inFragments                   // the rest of data frame h's payload, larger than the buffer
+	inDiscard                     // the rest of data frame h's payload, to be dropped
+)
+
+// direction is one direction of a frame relay: the reader of leg from, the
+// frame it is in the middle of and the message that frame belongs to. Its
+// state lives here rather than on a goroutine's stack so that either a
+// goroutine blocked in reads or an event loop can drive it (see advance).
+type direction struct {
+	from  side
+	fr    *frameReader
+	msg   message
+	state parseState
+	h     frameHeader // the frame in progress, unless state is atHeader
+	at    time.Time   // when h's header arrived
+	op    byte        // inFragments: the opcode of the next fragment
+	pos   int64       // inFragments, inDiscard: payload bytes of h done
+
+	// Event loop only (see eventloop_linux.go).
+	paused    bool // waiting for a leg's backlog to drain
+	done      bool // reading has ended
+	lingering bool // reading and dropping what a refused sender still sends
+}
+
+// pumpFrames reads frames from leg from in this goroutine and forwards
+// them (see advance) until reading ends.
 func (r *Relay) pumpFrames(from side) {
-	fr := newFrameReader(r.conns[from])
-	err := r.relayFrames(from, fr)
-	fr.release()
+	d := &direction{from: from, fr: newFrameReader(r.conns[from])}
+	var err error
+	for err == nil {
+		var need int
+		if need, err = r.advance(d); err == nil {
+			err = d.fr.fill(need)
+		}
+	}
+	d.fr.release()
 	r.readFailed(from, err)
 	r.lingerAfterRefusal(r.conns[from], err)
 }
 
-// relayFrames is pumpFrames' loop; it returns why reading leg from ended.
-func (r *Relay) relayFrames(from side, fr *frameReader) error {
-	dst := r.out[1-from]
-	var (
-		msg  message
-		mask = from == client // frames from the client must be masked, from the upstream must not
-	)
+// advance forwards the frames read into d's buffer so far, as far as they
+// go, and returns how many bytes from the read position the buffer must
+// hold for the next step: read at least one more before calling again. It
+// returns 0 when the next step must wait for a leg's backlog to drain
+// (only a non-blocking writer has one), and an error when reading leg
+// d.from must end.
+//
+// Each data frame goes to the other leg without being unmasked: client
+// frames arrive masked and the upstream must get masked frames, upstream
+// frames arrive unmasked and the client must get them unmasked. A frame
+// that fits the read buffer is forwarded whole once all of it is in, with
+// one write. A larger one goes out as fragments, each as much as the
+// buffer holds (the last one, the rest), which RFC 6455 section 5.4 allows
+// an intermediary when no extension is in use: each fragment keeps the
+// client's masking key, rotated to the fragment's offset, so its bytes go
+// out untouched. Every frame written is complete: if the sender dies or
+// breaks a rule mid-frame, the receiver holds an unfinished message, never
+// a cut frame, and still gets a clean close.
+//
+// Control frames are answered on their own leg. It enforces what the
+// message relay does: the size limit (1009, decided from the frame header
+// before a byte of the frame is forwarded), UTF-8 in text messages (1007,
+// checked before the bytes are written), and the protocol rules gorilla
+// would (1002).
+func (r *Relay) advance(d *direction) (int, error) {
+	fr, dst := d.fr, r.out[1-d.from]
 	for {
-		h, err := fr.next()
-		if err != nil {
-			return err
-		}
-		if h.masked != mask {
-			return &protocolError{"bad MASK"}
-		}
-		now := time.Now()
-		r.extendDeadlineFrom(from, now, h.isControl())
-		if h.isControl() {
-			p, err := fr.controlPayload(&h)
+		switch d.state {
+		case atHeader:
+			h, complete, err := parseFrameHeader(fr.unread())
 			if err != nil {
-				return err
+				return 0, err
 			}
-			if err := r.control(from, h.op, p, now); err != nil {
-				return err
+			if !complete {
+				return maxFrameHeader, nil
 			}
-			continue
-		}
-		if err := msg.checkFrame(&h, r.opts.MaxMessageSize); err != nil {
-			return err
-		}
-		if r.ended.Load() {
-			if err := fr.discard(&h); err != nil {
-				return err
+			if h.masked != (d.from == client) { // frames from the client must be masked, from the upstream must not
+				return 0, &protocolError{"bad MASK"}
 			}
-			continue // closing: drain until the peer's close frame
-		}
-		r.lastData.Store(now.UnixNano())
-		if err := r.forwardFrame(fr, &h, &msg, dst, now); err != nil {
-			return err
-		}
-		r.bytes[from].Add(h.length)
-		if h.fin {
-			r.msgs[from].Add(1)
+			d.h, d.at, d.pos = h, time.Now(), 0
+			r.extendDeadlineFrom(d.from, d.at, h.isControl())
+			if h.isControl() {
+				d.state = inControl
+				continue
+			}
+			if err := d.msg.checkFrame(&h, r.opts.MaxMessageSize); err != nil {
+				return 0, err
+			}
+			switch {
+			case r.ended.Load():
+				d.state = inDiscard // closing: drain until the peer's close frame
+				fr.r += h.size
+				continue
+			case h.length <= int64(len(fr.buf)-headroom-h.size):
+				d.state = inWhole
+			default:
+				d.state, d.op = inFragments, h.op
+				fr.r += h.size
+			}
+			r.lastData.Store(d.at.UnixNano())
+
+		case inControl:
+			total := d.h.size + int(d.h.length)
+			if fr.w-fr.r < total {
+				return total, nil
+			}
+			if r.out[d.from].blocked() {
+				return 0, nil // the answer (a pong) would queue behind a backlog
+			}
+			p := fr.ctl[:copy(fr.ctl[:], fr.buf[fr.r+d.h.size:fr.r+total])]
+			if d.h.masked {
+				maskBytes(d.h.key, 0, p)
+			}
+			fr.r += total
+			d.state = atHeader
+			if err := r.control(d.from, d.h.op, p, d.at); err != nil {
+				return 0, err
+			}
+
+		case inWhole:
+			whole := d.h.size + int(d.h.length)
+			if fr.w-fr.r < whole {
+				return whole, nil
+			}
+			if dst.blocked() {
+				return 0, nil
+			}
+			payload := fr.buf[fr.r+d.h.size : fr.r+whole]
+			if d.msg.text && !checkText(&d.msg.utf8, &d.h, 0, payload, d.h.fin) {
+				return 0, ErrInvalidUTF8
+			}
+			err := dst.write(fr.buf[fr.r:fr.r+whole], d.at)
+			fr.r += whole
+			if err != nil {
+				return 0, err
+			}
+			r.forwarded(d)
+
+		case inFragments:
+			// Gather a fragment: the rest of the frame, or a full buffer.
+			left := d.h.length - d.pos
+			if fr.r == fr.w || int64(fr.w-fr.r) < left && fr.w < len(fr.buf) {
+				return 1, nil
+			}
+			if dst.blocked() {
+				return 0, nil
+			}
+			n := int(min(int64(fr.w-fr.r), left))
+			chunk := fr.buf[fr.r : fr.r+n]
+			last := int64(n) == left
+			if d.msg.text && !checkText(&d.msg.utf8, &d.h, int(d.pos), chunk, d.h.fin && last) {
+				return 0, ErrInvalidUTF8
+			}
+			start := fr.r - putFragmentHeader(fr.buf[:fr.r], d.op, d.h.fin && last, &d.h, int(d.pos), n)
+			err := dst.write(fr.buf[start:fr.r+n], time.Now())
+			fr.r += n
+			d.op, d.pos = opContinuation, d.pos+int64(n)
+			if err != nil {
+				return 0, err
+			}
+			if last {
+				r.forwarded(d)
+			}
+
+		case inDiscard:
+			n := min(int64(fr.w-fr.r), d.h.length-d.pos)
+			fr.r += int(n)
+			d.pos += n
+			if d.pos < d.h.length {
+				return 1, nil
+			}
+			d.state = atHeader
 		}
 	}
+}
+
+// forwarded counts the data frame d has just finished forwarding.
+func (r *Relay) forwarded(d *direction) {
+	r.bytes[d.from].Add(d.h.length)
+	if d.h.fin {
+		r.msgs[d.from].Add(1)
+	}
+	d.state = atHeader
 }
 
 // checkFrame checks the data frame h against the message in progress and
@@ -377,59 +479,6 @@ func (m *message) checkFrame(h *frameHeader, limit int64) error {
 	}
 	m.size += h.length
 	m.open = !h.fin
-	return nil
-}
-
-// forwardFrame writes the data frame h to dst. A frame that fits the read
-// buffer is read whole and goes out as it arrived, in one write. A larger
-// one goes out as fragments, each as much as the buffer holds (the last
-// one, the rest), which RFC 6455 section 5.4 allows an intermediary when
-// no extension is in use: each fragment keeps the client's masking key,
-// rotated to the fragment's offset, so its bytes go out untouched. Every
-// frame written is complete: if the sender dies or breaks a rule
-// mid-frame, the receiver holds an unfinished message, never a cut frame,
-// and still gets a clean close. Text is checked as UTF-8 before it is
-// written.
-func (r *Relay) forwardFrame(fr *frameReader, h *frameHeader, msg *message, dst *frameWriter, now time.Time) error {
-	if h.length <= int64(len(fr.buf)-headroom-h.size) {
-		whole := h.size + int(h.length)
-		for fr.w-fr.r < whole {
-			if err := fr.fill(whole); err != nil {
-				return err
-			}
-		}
-		payload := fr.buf[fr.r+h.size : fr.r+whole]
-		if msg.text && !checkText(&msg.utf8, h, 0, payload, h.fin) {
-			return ErrInvalidUTF8
-		}
-		err := dst.write(fr.buf[fr.r:fr.r+whole], now)
-		fr.r += whole
-		return err
-	}
-	fr.r += h.size
-	op, pos := h.op, 0
-	for left := h.length; left > 0; {
-		// Gather a fragment: the rest of the frame, or a full buffer.
-		for fr.r == fr.w || int64(fr.w-fr.r) < left && fr.w < len(fr.buf) {
-			if err := fr.fill(1); err != nil {
-				return err
-			}
-		}
-		n := int(min(int64(fr.w-fr.r), left))
-		chunk := fr.buf[fr.r : fr.r+n]
-		last := int64(n) == left
-		if msg.text && !checkText(&msg.utf8, h, pos, chunk, h.fin && last) {
-			return ErrInvalidUTF8
-		}
-		start := fr.r - putFragmentHeader(fr.buf[:fr.r], op, h.fin && last, h, pos, n)
-		if err := dst.write(fr.buf[start:fr.r+n], time.Now()); err != nil {
-			return err
-		}
-		op = opContinuation
-		fr.r += n
-		pos += n
-		left -= int64(n)
-	}
 	return nil
 }
 
