@@ -31,6 +31,7 @@ type Server struct {
 	metrics      *metrics
 	relayMetrics *wsconn.Metrics
 	bufferPool   websocket.BufferPool
+	poller       *wsconn.Poller // nil where the platform has none
 
 	// SSE bridges of the current table by settings key, and those of the
 	// table being built (see bridgeFor); guarded by reloadMu.
@@ -73,6 +74,14 @@ func New(cfg *config.Config, logger zerolog.Logger) (*Server, error) {
 	if err := s.listen(cfg); err != nil {
 		s.closeListeners()
 		return nil, err
+	}
+	var err error
+	if s.poller, err = wsconn.NewPoller(0); err != nil {
+		if !errors.Is(err, errors.ErrUnsupported) {
+			s.closeListeners()
+			return nil, fmt.Errorf("start event loops: %w", err)
+		}
+		s.poller = nil // WebSockets are relayed by goroutines
 	}
 	return s, nil
 }
@@ -291,6 +300,7 @@ func (s *Server) shutdown() {
 	// of the last ones still fit in the budget.
 	window := max(time.Until(deadline)/2-time.Second, 0)
 	st := s.conns.drain(ctx, window)
+	_ = s.poller.Close() // what the budget left open
 	<-shutdownDone
 	s.closeBridges()
 	s.retiring.Wait()

@@ -68,30 +68,25 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *route
 		return false
 	}
 	info := wsconn.ConnInfo{ID: newConnID(), Kind: "ws", Route: rt.path, ClientIP: clientIP}
-	// The relay runs in a goroutine of its own so that this handler
-	// returns and net/http frees the request, its response buffers and
-	// the handler's grown stack: an idle proxied WebSocket then holds only
-	// the two legs and two small goroutines.
+	// The relay runs in the background so that this handler returns and
+	// net/http frees the request, its response buffers and the handler's
+	// grown stack: an idle proxied WebSocket then holds only its two legs
+	// and, on the event loops, no goroutine at all.
 	opts := rt.ws
 	opts.ClientDeflate = wsconn.NegotiatesDeflate(rt.upgrader, r)
+	opts.Poller = s.poller
 	rel := wsconn.NewRelay(c, up, opts)
 	untrack := s.conns.track("ws", rel.Shutdown)
-	go func() {
-		defer release()
-		defer untrack()
-		s.relay(rel, info)
-	}()
-	return true
-}
-
-// relay runs one proxied WebSocket to its end and logs it.
-func (s *Server) relay(rel *wsconn.Relay, info wsconn.ConnInfo) {
 	active := s.metrics.active.WithLabelValues("ws")
 	active.Inc()
-	res := rel.Run(context.Background())
-	active.Dec()
-	s.metrics.closed.WithLabelValues("ws", string(res.ClosedBy)).Inc()
-	wsconn.LogEnd(s.logger, info, res, nil)
+	rel.Start(context.Background(), func(res wsconn.Result) {
+		defer release()
+		defer untrack()
+		active.Dec()
+		s.metrics.closed.WithLabelValues("ws", string(res.ClosedBy)).Inc()
+		wsconn.LogEnd(s.logger, info, res, nil)
+	})
+	return true
 }
 
 // dialUpstream opens the upstream leg. On failure it answers the client:

@@ -53,13 +53,34 @@ type frameWriter struct {
 	armed     time.Time // when the write deadline was last set; zero: not set
 	ctl       []byte    // scratch for control frames
 
-	// backlog is set while a non-blocking leg holds bytes it could not
-	// write yet (see eventloop_linux.go); forwarding into it waits.
+	// On an event loop (see Poller) the leg's socket is non-blocking and
+	// written directly: fd is its descriptor (-1 once closed), pending
+	// what it has not taken yet, since when the oldest of that waits, and
+	// wake asks the relay's timer to run by a time (the write timeout).
+	nonblocking bool
+	fd          int
+	pending     []byte
+	since       time.Time
+	wake        func(time.Time)
+
+	// backlog is set while pending holds bytes; forwarding into the leg
+	// waits for it to drain.
 	backlog atomic.Bool
 }
 
 // blocked reports whether frames for this leg must wait for its backlog.
 func (w *frameWriter) blocked() bool { return w.backlog.Load() }
+
+// backlogSince returns since when the leg's backlog has waited, if it has
+// one.
+func (w *frameWriter) backlogSince() (time.Time, bool) {
+	if !w.blocked() {
+		return time.Time{}, false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.since, len(w.pending) > 0
+}
 
 // armDeadline sets the write deadline to now+timeout unless it was set less
 // than a sixteenth of the timeout ago: a write then always has at least
@@ -86,10 +107,15 @@ func (w *frameWriter) writeControl(op byte, payload []byte, deadline time.Time) 
 	if op == opClose {
 		w.closeSent = true
 	}
-	_ = w.conn.SetWriteDeadline(deadline)
-	w.armed = time.Time{}
 	w.ctl = appendFrame(w.ctl[:0], op, payload, w.mask)
-	_, err := w.conn.Write(w.ctl)
+	var err error
+	if w.nonblocking {
+		err = w.writeNonblocking(w.ctl, time.Now())
+	} else {
+		_ = w.conn.SetWriteDeadline(deadline)
+		w.armed = time.Time{}
+		_, err = w.conn.Write(w.ctl)
+	}
 	if err != nil {
 		w.broken = true // perhaps cut mid-frame: nothing more may follow
 	}
@@ -108,11 +134,12 @@ const headroom = maxFrameHeader
 // holds no buffer. (Go's own Read would have to park holding one.) On
 // other connections (TLS) it keeps its buffer.
 type frameReader struct {
-	conn net.Conn
-	raw  syscall.RawConn // nil: read through conn
-	bp   *[]byte         // the borrowed buffer; nil while idle
-	buf  []byte
-	r, w int // unread bytes are buf[r:w]
+	conn   net.Conn
+	raw    syscall.RawConn // nil: read through conn (or by an event loop)
+	pooled bool            // the buffer is borrowed only while bytes are in flight
+	bp     *[]byte         // the borrowed buffer; nil while idle
+	buf    []byte
+	r, w   int // unread bytes are buf[r:w]
 
 	// readFn is readReady as a func value, made once: a closure made per
 	// read would be an allocation per read. n and err are its results.
@@ -134,6 +161,7 @@ func newFrameReader(c net.Conn) *frameReader {
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		fr.raw, _ = tc.SyscallConn()
+		fr.pooled = fr.raw != nil
 		fr.readFn = fr.readReady
 	}
 	if len(pending) > 0 {
@@ -153,7 +181,7 @@ func newFrameReader(c net.Conn) *frameReader {
 // borrow takes a buffer from the pool, or makes the reader's own when it
 // cannot give one back while idle.
 func (fr *frameReader) borrow() {
-	if fr.raw == nil {
+	if !fr.pooled {
 		b := make([]byte, heldFrameBufferSize)
 		fr.bp, fr.buf = &b, b
 		return
@@ -165,7 +193,7 @@ func (fr *frameReader) borrow() {
 // release returns a pooled buffer, and any unread bytes in it with it (a
 // held buffer, one a TLS leg keeps for good, stays).
 func (fr *frameReader) release() {
-	if fr.bp != nil && fr.raw != nil {
+	if fr.bp != nil && fr.pooled {
 		frameBuffers.Put(fr.bp)
 		fr.bp, fr.buf, fr.r, fr.w = nil, nil, headroom, headroom
 	}
@@ -523,8 +551,14 @@ func (w *frameWriter) write(frame []byte, now time.Time) error {
 	if w.closeSent || w.broken {
 		return nil
 	}
-	w.armDeadline(now)
-	if _, err := w.conn.Write(frame); err != nil {
+	var err error
+	if w.nonblocking {
+		err = w.writeNonblocking(frame, now)
+	} else {
+		w.armDeadline(now)
+		_, err = w.conn.Write(frame)
+	}
+	if err != nil {
 		w.broken = true // perhaps cut mid-frame: nothing more may follow
 		return &writeError{err}
 	}

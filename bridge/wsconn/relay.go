@@ -44,6 +44,11 @@ type Options struct {
 	// connection runs (flushed at each keepalive tick and at the end) and
 	// ping round-trip times.
 	Metrics *Metrics
+	// Poller, if set, relays a frame-relayed connection whose legs are both
+	// plain TCP on its event loops, with no goroutine per connection (see
+	// Poller). Other connections, and every connection where the platform
+	// has no Poller, are relayed by two goroutines.
+	Poller *Poller
 	// ClientDeflate reports that the client leg negotiated
 	// permessage-deflate (see NegotiatesDeflate). Such a connection is
 	// relayed message by message through gorilla, which inflates and
@@ -155,11 +160,26 @@ type Relay struct {
 	mu        sync.Mutex // guards res
 	res       ending
 
+	// On an event loop (see Poller): the loop, the relay's id there, the
+	// state of each direction, the function to call with the Result, and
+	// when each leg last moved its liveness deadline (the loop's timer
+	// checks it, where a goroutine reader has a read deadline).
+	loop    *eventLoop
+	id      uint64
+	dirs    [2]*direction
+	onDone  func(Result)
+	heard   [2]atomic.Int64
+	stopCtx func() bool
+	// closeAsked is set once closeLegs has run, which may be before the
+	// loop has taken the relay.
+	closeAsked atomic.Bool
+
 	tickMu   sync.Mutex // serialises tick with the end of Run
 	timer    *time.Timer
 	stopped  bool
 	nextPing time.Time
-	flushed  [4]int64 // counts already added to Metrics
+	wakeAt   time.Time // when the timer is due
+	flushed  [4]int64  // counts already added to Metrics
 }
 
 // NewRelay returns a relay between the client leg c and the upstream leg u,
@@ -179,6 +199,9 @@ func newFrameRelay(c, u net.Conn, opts Options) *Relay {
 	r := newRelay(c, u, opts)
 	r.out[client] = &frameWriter{conn: c, timeout: r.opts.WriteTimeout}
 	r.out[upstream] = &frameWriter{conn: u, mask: true, timeout: r.opts.WriteTimeout}
+	if opts.Poller != nil {
+		opts.Poller.attach(r) // before anyone else can see r
+	}
 	return r
 }
 
@@ -194,6 +217,39 @@ func newRelay(c, u net.Conn, opts Options) *Relay {
 // returns after both legs are closed and both directions have stopped.
 // Cancelling ctx closes both legs with 1001 "going away" (see Shutdown).
 func (r *Relay) Run(ctx context.Context) Result {
+	if r.loop != nil {
+		ended := make(chan Result, 1)
+		r.startOnLoop(ctx, func(res Result) { ended <- res })
+		return <-ended
+	}
+	return r.runPumps(ctx)
+}
+
+// Start relays in the background and calls done, in a goroutine of its
+// own, with how the connection ended, once both legs are closed and both
+// directions have stopped. On an event loop (see Options.Poller) no
+// goroutine is held while the connection runs. Cancelling ctx closes both
+// legs with 1001 "going away" (see Shutdown).
+func (r *Relay) Start(ctx context.Context, done func(Result)) {
+	if r.loop != nil {
+		r.startOnLoop(ctx, done)
+		return
+	}
+	go func() { done(r.runPumps(ctx)) }()
+}
+
+// startOnLoop starts the relay on the loop it is attached to.
+func (r *Relay) startOnLoop(ctx context.Context, done func(Result)) {
+	r.onDone = done
+	r.begin(ctx)
+	if !r.loop.post(loopCmd{op: cmdAdd, r: r}) {
+		r.abandon() // the Poller is closing
+	}
+}
+
+// begin starts the clock, the liveness deadlines, the timer and the
+// watch on ctx.
+func (r *Relay) begin(ctx context.Context) {
 	r.start = time.Now()
 	r.lastData.Store(r.start.UnixNano())
 	r.configure(client)
@@ -202,9 +258,15 @@ func (r *Relay) Run(ctx context.Context) Result {
 	r.tickMu.Lock()
 	r.nextPing = r.start.Add(r.opts.PingInterval)
 	r.timer = time.AfterFunc(r.nextWake(r.start), r.tick)
+	r.wakeAt = r.start.Add(r.nextWake(r.start))
 	r.tickMu.Unlock()
-	stop := context.AfterFunc(ctx, r.Shutdown)
+	r.stopCtx = context.AfterFunc(ctx, r.Shutdown)
+}
 
+// runPumps relays with a goroutine per direction (this one reads the
+// upstream) and returns how the connection ended.
+func (r *Relay) runPumps(ctx context.Context) Result {
+	r.begin(ctx)
 	pump := r.pump
 	if r.framed() {
 		pump = r.pumpFrames
@@ -216,8 +278,15 @@ func (r *Relay) Run(ctx context.Context) Result {
 	}()
 	pump(upstream)
 	<-done
-	stop()
+	res := r.stop()
+	r.closeLegs()
+	return res
+}
 
+// stop ends the watch on ctx and the timers, flushes the metrics and
+// returns how the connection ended. Both directions have stopped.
+func (r *Relay) stop() Result {
+	r.stopCtx()
 	r.tickMu.Lock()
 	r.stopped = true
 	r.timer.Stop()
@@ -226,8 +295,20 @@ func (r *Relay) Run(ctx context.Context) Result {
 	if t := r.hardClose.Load(); t != nil {
 		t.Stop()
 	}
-	r.closeLegs()
 	return r.result()
+}
+
+// wakeBy makes the timer run by t at the latest, unless it is running now
+// (it then looks at the backlog when it re-arms).
+func (r *Relay) wakeBy(t time.Time) {
+	if !r.tickMu.TryLock() {
+		return
+	}
+	defer r.tickMu.Unlock()
+	if !r.stopped && t.Before(r.wakeAt) {
+		r.timer.Reset(max(time.Until(t), time.Millisecond))
+		r.wakeAt = t
+	}
 }
 
 // Shutdown ends the connection with 1001 "going away" on both legs, as for a
@@ -307,8 +388,12 @@ func (r *Relay) extendDeadlineFrom(s side, now time.Time, control bool) {
 	if r.window <= 0 || r.ended.Load() || !control && now.Sub(r.extended[s]) < r.window/16 {
 		return
 	}
-	_ = r.conns[s].SetReadDeadline(now.Add(r.window))
 	r.extended[s] = now
+	if r.loop != nil {
+		r.heard[s].Store(now.UnixNano())
+		return
+	}
+	_ = r.conns[s].SetReadDeadline(now.Add(r.window))
 }
 
 // pump reads messages from leg from and writes each to the other leg,
@@ -395,7 +480,7 @@ const lingerTimeout = time.Second
 // first (the close frame is out): a peer that follows RFC 6455 waits for
 // the server to end TCP, and then ends its own side, which ends the read.
 func (r *Relay) lingerAfterRefusal(nc net.Conn, err error) {
-	if !errors.Is(err, websocket.ErrReadLimit) && !errors.Is(err, ErrInvalidUTF8) {
+	if !refused(err) {
 		return
 	}
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
@@ -403,6 +488,12 @@ func (r *Relay) lingerAfterRefusal(nc net.Conn, err error) {
 	}
 	_ = nc.SetReadDeadline(time.Now().Add(min(lingerTimeout, r.opts.CloseTimeout)))
 	_, _ = io.Copy(io.Discard, nc)
+}
+
+// refused reports whether reading a leg ended because the relay refused a
+// message it sent (too big, or not UTF-8).
+func refused(err error) bool {
+	return errors.Is(err, websocket.ErrReadLimit) || errors.Is(err, ErrInvalidUTF8)
 }
 
 // writeFailed ends the relay after writing to leg s failed with err: the
@@ -428,6 +519,7 @@ func (r *Relay) end(e ending) {
 	if !r.ended.CompareAndSwap(false, true) {
 		return
 	}
+
 	r.mu.Lock()
 	r.res = e
 	r.mu.Unlock()
@@ -441,6 +533,11 @@ func (r *Relay) end(e ending) {
 }
 
 func (r *Relay) closeLegs() {
+	if r.loop != nil {
+		r.closeAsked.Store(true)
+		r.loop.post(loopCmd{op: cmdClose, r: r})
+		return
+	}
 	_ = r.conns[client].Close()
 	_ = r.conns[upstream].Close()
 }
@@ -463,6 +560,9 @@ func (r *Relay) tick() {
 		r.endBoth(ClosedByIdleTimeout, "idle timeout")
 		return
 	}
+	if r.loop != nil && r.pastDeadlines(now) {
+		return
+	}
 	if r.opts.PingInterval > 0 && !now.Before(r.nextPing) {
 		payload := pingPayload(now)
 		deadline := now.Add(r.opts.WriteTimeout)
@@ -472,7 +572,55 @@ func (r *Relay) tick() {
 		_ = r.writeControl(upstream, websocket.PingMessage, payload, deadline)
 		r.nextPing = time.Now().Add(r.opts.PingInterval)
 	}
-	r.timer.Reset(r.nextWake(time.Now()))
+	now = time.Now()
+	wake := r.nextWake(now)
+	r.timer.Reset(wake)
+	r.wakeAt = now.Add(wake)
+}
+
+// pastDeadlines tells the loop of a leg past its write timeout or its
+// liveness window, as a write or read deadline would, and reports whether
+// there was one. A leg whose direction waits for the other leg's backlog
+// is not being read, so its silence says nothing: as a goroutine reader
+// blocked in a write, it is judged by the other leg's write timeout.
+// Callers hold tickMu.
+func (r *Relay) pastDeadlines(now time.Time) bool {
+	past := false
+	for s, w := range r.out {
+		if since, ok := w.backlogSince(); ok && now.Sub(since) >= r.opts.WriteTimeout {
+			r.loop.post(loopCmd{op: cmdWriteTimeout, r: r, s: side(s)})
+			past = true
+		}
+	}
+	for s := range r.out {
+		if !past && r.window > 0 && !r.out[1-s].blocked() && now.UnixNano()-r.heard[s].Load() >= int64(r.window) {
+			r.loop.post(loopCmd{op: cmdReadTimeout, r: r, s: side(s)})
+			past = true
+		}
+	}
+	if past {
+		r.timer.Reset(time.Millisecond) // until the loop has ended the relay
+		r.wakeAt = now.Add(time.Millisecond)
+	}
+	return past
+}
+
+// loopDeadlines returns the earliest of next and the legs' liveness and
+// write deadlines.
+func (r *Relay) loopDeadlines(next time.Time) time.Time {
+	for s, w := range r.out {
+		if r.window > 0 && !r.out[1-s].blocked() {
+			if t := time.Unix(0, r.heard[s].Load()).Add(r.window); t.Before(next) {
+				next = t
+			}
+		}
+		if since, ok := w.backlogSince(); ok {
+			if t := since.Add(r.opts.WriteTimeout); t.Before(next) {
+				next = t
+			}
+		}
+	}
+	return next
 }
 
 // metricsFlushInterval bounds how stale the message counters can be when
@@ -494,6 +642,9 @@ func (r *Relay) nextWake(now time.Time) time.Duration {
 		if t := time.Unix(0, r.lastData.Load()).Add(r.opts.IdleTimeout); t.Before(next) {
 			next = t
 		}
+	}
+	if r.loop != nil {
+		next = r.loopDeadlines(next)
 	}
 	return max(next.Sub(now), time.Millisecond)
 }

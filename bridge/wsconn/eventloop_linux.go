@@ -1,0 +1,592 @@
+//go:build linux
+
+package wsconn
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
+)
+
+// Poller is a set of event loops that relay frame-relayed connections whose
+// legs are both plain TCP, without a goroutine per connection. Each loop
+// is one goroutine waiting in its own epoll set, edge-triggered, for all of
+// its connections' sockets. A loop reads a socket until a read comes back
+// short (the kernel reports new bytes, and the peer's FIN, with a new
+// edge), so that a message costs one read and one write, where a goroutine
+// reader needs a second read that finds nothing (Go's netpoller forgets
+// readiness before each wait). An idle connection holds no goroutine and no
+// buffer: two descriptors, and its Relay.
+//
+// Writes are non-blocking. What a leg cannot take at once waits in its
+// backlog, and the direction feeding it stops reading until the socket
+// drains, so the backlog is bounded by one frame plus the relay's own
+// control frames. The relay's timer enforces the liveness window and the
+// write timeout that deadlines enforce for a goroutine reader.
+//
+// Relays are given to a Poller through Options.Poller. A Poller is safe for
+// use by many goroutines.
+type Poller struct {
+	loops []*eventLoop
+	next  atomic.Uint32
+	wg    sync.WaitGroup
+}
+
+// NewPoller starts n event loops; n <= 0 means one per GOMAXPROCS. Close
+// stops them.
+func NewPoller(n int) (*Poller, error) {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	p := &Poller{}
+	for range n {
+		l, err := newEventLoop()
+		if err != nil {
+			_ = p.Close()
+			return nil, err
+		}
+		p.loops = append(p.loops, l)
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			l.run()
+		}()
+	}
+	return p, nil
+}
+
+// Close closes the connections still on the loops, with 1001 to both legs
+// where a socket takes it at once, and returns once every loop has stopped
+// and every relay's done function has been called. Connections given to
+// the Poller after Close are relayed by goroutines.
+func (p *Poller) Close() error {
+	if p == nil {
+		return nil
+	}
+	for _, l := range p.loops {
+		l.post(loopCmd{op: cmdStop})
+	}
+	p.wg.Wait()
+	return nil
+}
+
+// attach moves the new relay r onto one of the loops, if both its legs are
+// plain TCP connections; it reports whether it did. From then on the loop
+// owns the legs' sockets: it alone reads and closes them.
+func (p *Poller) attach(r *Relay) bool {
+	var fds [2]int
+	for s, c := range r.conns {
+		fd, err := dupSocket(c)
+		if err != nil {
+			for _, fd := range fds[:s] {
+				_ = unix.Close(fd)
+			}
+			return false
+		}
+		fds[s] = fd
+	}
+	l := p.loops[int(p.next.Add(1))%len(p.loops)]
+	r.loop = l
+	for s := range r.conns {
+		r.dirs[s] = &direction{from: side(s), fr: newFrameReader(r.conns[s])}
+		r.dirs[s].fr.raw = nil // read by the loop, not through the netpoller
+		r.dirs[s].fr.pooled = true
+		w := r.out[s]
+		w.nonblocking, w.fd, w.wake = true, fds[s], r.wakeBy
+		r.heard[s].Store(time.Now().UnixNano())
+		_ = r.conns[s].Close() // leaves Go's netpoller; the duplicate keeps the socket open
+	}
+	return true
+}
+
+// dupSocket returns a duplicate of the descriptor of c, which must be a
+// TCP connection (perhaps behind a handshakeConn). The duplicate shares the
+// socket and its non-blocking mode.
+func dupSocket(c net.Conn) (int, error) {
+	if hc, ok := c.(*handshakeConn); ok {
+		c = hc.Conn
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return -1, errors.New("not a TCP connection")
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	nfd := -1
+	cerr := rc.Control(func(fd uintptr) {
+		nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	return nfd, err
+}
+
+// eventLoop is one goroutine waiting in one epoll set for the sockets of
+// the relays on it.
+type eventLoop struct {
+	ep     int // the epoll set
+	wake   int // an eventfd in the set: a write wakes the loop for its queue
+	events []unix.EpollEvent
+	relays map[uint64]*Relay // by id; the loop goroutine's own
+
+	mu      sync.Mutex
+	queue   []loopCmd
+	nextID  uint64
+	stopped bool // no more relays are taken
+}
+
+// loopOp is what a loopCmd asks of a loop.
+type loopOp uint8
+
+const (
+	cmdAdd          loopOp = iota // start relaying r
+	cmdClose                      // close both legs of r now
+	cmdReadTimeout                // leg s of r has been silent past the liveness window
+	cmdWriteTimeout               // leg s of r has not taken its backlog within the write timeout
+	cmdEndLinger                  // stop reading what the refused sender s of r still sends
+	cmdStop                       // close every relay and end the loop
+)
+
+// loopCmd is a request to a loop from another goroutine: the relay's timer,
+// Shutdown, or the goroutine that attached it.
+type loopCmd struct {
+	op loopOp
+	r  *Relay
+	s  side
+}
+
+// wakeToken is the epoll data of the loop's eventfd; a relay's sockets
+// carry id<<1|side, and ids start at 1.
+const wakeToken = 0
+
+func newEventLoop() (*eventLoop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		_ = unix.Close(ep)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		_ = unix.Close(ep)
+		_ = unix.Close(wake)
+		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
+	}
+	return &eventLoop{ep: ep, wake: wake, events: make([]unix.EpollEvent, 256), relays: map[uint64]*Relay{}, nextID: 1}, nil
+}
+
+// post queues c for the loop and wakes it. It reports false when the loop
+// has stopped, for cmdAdd (the caller relays by goroutines then); other
+// commands for a stopped loop are dropped, its relays being closed.
+func (l *eventLoop) post(c loopCmd) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	if c.op == cmdAdd {
+		c.r.id = l.nextID
+		l.nextID++
+	}
+	if c.op == cmdStop {
+		l.stopped = true
+	}
+	wake := len(l.queue) == 0 // otherwise a wake-up is on its way
+	l.queue = append(l.queue, c)
+	l.mu.Unlock()
+	if wake {
+		one := [8]byte{1}
+		_, _ = unix.Write(l.wake, one[:])
+	}
+	return true
+}
+
+// run waits for events and handles them until the loop is stopped and has
+// closed its relays.
+func (l *eventLoop) run() {
+	defer func() {
+		_ = unix.Close(l.wake)
+		_ = unix.Close(l.ep)
+	}()
+	for {
+		n, err := l.wait()
+		if err != nil {
+			// Only a broken epoll set fails here; its relays cannot be
+			// served, so they are closed.
+			l.stopAll()
+			return
+		}
+		for _, ev := range l.events[:n] {
+			tok := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			if tok == wakeToken {
+				if l.runQueue() {
+					return
+				}
+				continue
+			}
+			r := l.relays[tok>>1]
+			if r == nil {
+				continue // closed earlier in this batch
+			}
+			s := side(tok & 1)
+			if ev.Events&unix.EPOLLOUT != 0 {
+				r.writable(s)
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				r.readable(s, ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0)
+			}
+		}
+	}
+}
+
+// wait returns the next batch of events: first without blocking, which
+// costs no scheduler hand-off while the loop is busy, then blocking.
+func (l *eventLoop) wait() (int, error) {
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+		if e == 0 && r > 0 {
+			return int(r), nil
+		}
+		if e != 0 && e != unix.EINTR {
+			return 0, os.NewSyscallError("epoll_pwait", e)
+		}
+		n, err := unix.EpollWait(l.ep, l.events, -1)
+		switch {
+		case err == unix.EINTR || n == 0:
+			continue
+		case err != nil:
+			return 0, os.NewSyscallError("epoll_wait", err)
+		}
+		return n, nil
+	}
+}
+
+// runQueue runs the queued commands. It reports whether the loop is to end.
+func (l *eventLoop) runQueue() bool {
+	var b [8]byte
+	_, _ = unix.Read(l.wake, b[:])
+	l.mu.Lock()
+	q := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	end := false
+	for _, c := range q {
+		r := c.r
+		if c.op != cmdAdd && c.op != cmdStop && l.relays[r.id] != r {
+			continue // already closed
+		}
+		switch c.op {
+		case cmdAdd:
+			l.add(r)
+		case cmdClose:
+			l.finish(r)
+		case cmdReadTimeout:
+			if d := r.dirs[c.s]; !d.done && !d.lingering {
+				r.stopReading(d, &net.OpError{Op: "read", Net: "tcp", Source: r.conns[c.s].LocalAddr(), Addr: r.conns[c.s].RemoteAddr(), Err: os.ErrDeadlineExceeded})
+			}
+		case cmdWriteTimeout:
+			r.writeFailed(c.s, &net.OpError{Op: "write", Net: "tcp", Source: r.conns[c.s].LocalAddr(), Addr: r.conns[c.s].RemoteAddr(), Err: os.ErrDeadlineExceeded})
+			r.out[c.s].breakLeg()
+			r.resume()
+		case cmdEndLinger:
+			if d := r.dirs[c.s]; d.lingering {
+				d.lingering, d.done = false, true
+				r.finishIfDone()
+			}
+		case cmdStop:
+			end = true
+		}
+	}
+	if end {
+		l.stopAll()
+	}
+	return end
+}
+
+// add registers r's sockets and forwards what its legs sent before.
+func (l *eventLoop) add(r *Relay) {
+	for s := range r.out {
+		tok := r.id<<1 | uint64(s)
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
+		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, r.out[s].fd, &ev); err != nil {
+			f := &closeFrame{websocket.CloseInternalServerErr, "proxy error"}
+			r.end(ending{by: ClosedByError, err: fmt.Errorf("epoll_ctl: %w", err), codes: [2]int{f.code, f.code}, send: [2]*closeFrame{f, f}})
+			l.relays[r.id] = r
+			l.finish(r)
+			return
+		}
+	}
+	l.relays[r.id] = r
+	if r.closeAsked.Load() {
+		l.finish(r) // the hard close came first
+		return
+	}
+	// Bytes may have come with the handshake or since; the edges for
+	// them may be gone.
+	r.readable(client, false)
+	r.readable(upstream, false)
+}
+
+// stopAll closes every relay on the loop, as a proxy shutdown would.
+func (l *eventLoop) stopAll() {
+	for _, r := range l.relays {
+		r.Shutdown()
+		l.finish(r)
+	}
+}
+
+// finish closes both legs of r, stops its timers and hands its Result to
+// its done function, in a goroutine of its own so that the loop never
+// waits on a logger.
+func (l *eventLoop) finish(r *Relay) {
+	delete(l.relays, r.id)
+	for s := range r.out {
+		r.out[s].closeSocket(l.ep)
+		r.dirs[s].done = true
+		r.dirs[s].fr.release()
+	}
+	res := r.stop()
+	go r.onDone(res)
+}
+
+// abandon ends a relay its loop would not take (the Poller is closing):
+// both legs get 1001 where the socket takes it at once, and are closed.
+func (r *Relay) abandon() {
+	r.Shutdown()
+	for _, w := range r.out {
+		w.closeSocket(-1)
+	}
+	res := r.stop()
+	go r.onDone(res)
+}
+
+// readable reads leg s and forwards what it sent, until a read comes back
+// short; hup says the event reported the peer's FIN or an error, which a
+// short read does not end (the rest is read up to EOF).
+func (r *Relay) readable(s side, hup bool) {
+	d := r.dirs[s]
+	if d.done || d.paused {
+		return
+	}
+	fr, fd := d.fr, r.out[s].fd
+	drained := false
+	for {
+		if d.lingering {
+			r.discardRefused(d, fd)
+			return
+		}
+		need, err := r.advance(d)
+		switch {
+		case err != nil:
+			r.stopReading(d, err)
+			return
+		case need == 0:
+			d.paused = true
+			return
+		case drained:
+			if fr.r == fr.w {
+				fr.release()
+			}
+			return
+		}
+		if fr.bp == nil {
+			fr.borrow()
+		}
+		fr.makeRoom(need)
+		space := len(fr.buf) - fr.w
+		n, errno := rawIO(unix.SYS_READ, fd, fr.buf[fr.w:])
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			if fr.r == fr.w {
+				fr.release()
+			}
+			return
+		case errno != 0:
+			r.stopReading(d, &net.OpError{Op: "read", Net: "tcp", Source: r.conns[s].LocalAddr(), Addr: r.conns[s].RemoteAddr(), Err: os.NewSyscallError("read", errno)})
+			return
+		case n == 0:
+			r.stopReading(d, errUnexpectedEOF())
+			return
+		}
+		fr.w += n
+		drained = n < space && !hup
+	}
+}
+
+// discardRefused reads and drops what the refused sender d still sends,
+// until it ends TCP (see lingerAfterRefusal).
+func (r *Relay) discardRefused(d *direction, fd int) {
+	var b [4096]byte
+	for {
+		n, errno := rawIO(unix.SYS_READ, fd, b[:])
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			return
+		case errno != 0 || n == 0:
+			d.lingering, d.done = false, true
+			r.finishIfDone()
+			return
+		}
+	}
+}
+
+// stopReading ends the reading of d with err, as a goroutine reader's
+// return does, and closes the relay once both directions have ended.
+func (r *Relay) stopReading(d *direction, err error) {
+	d.done = true
+	d.fr.release()
+	r.readFailed(d.from, err)
+	if refused(err) {
+		// As lingerAfterRefusal: the close frame is out, so end our side
+		// of TCP and drop what still comes, for a bounded time.
+		_ = unix.Shutdown(r.out[d.from].fd, unix.SHUT_WR)
+		d.done, d.lingering = false, true
+		s := d.from
+		time.AfterFunc(min(lingerTimeout, r.opts.CloseTimeout), func() { r.loop.post(loopCmd{op: cmdEndLinger, r: r, s: s}) })
+		r.discardRefused(d, r.out[d.from].fd)
+		return
+	}
+	r.finishIfDone()
+}
+
+// finishIfDone closes the relay once neither direction reads any more.
+func (r *Relay) finishIfDone() {
+	if r.dirs[client].done && r.dirs[upstream].done {
+		r.loop.finish(r)
+	}
+}
+
+// writable writes leg s's backlog, if it has one, and lets the directions
+// waiting for it go on once it is gone.
+func (r *Relay) writable(s side) {
+	w := r.out[s]
+	if !w.blocked() {
+		return
+	}
+	if err := w.flush(); err != nil {
+		r.writeFailed(s, err)
+	}
+	if !w.blocked() {
+		r.resume()
+	}
+}
+
+// resume carries on with the directions that waited for a backlog.
+func (r *Relay) resume() {
+	for _, d := range r.dirs {
+		if d.paused {
+			d.paused = false
+			r.readable(d.from, false)
+		}
+	}
+}
+
+// rawIO is a read or write (op) on a non-blocking socket, without the
+// scheduler's bookkeeping for a call that might block: these never do.
+func rawIO(op uintptr, fd int, b []byte) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall(op, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	return int(n), e
+}
+
+// writeNonblocking writes frame to the leg's socket without waiting: what
+// the socket does not take goes to the backlog, as does everything while
+// a backlog is waiting. Callers hold w.mu.
+func (w *frameWriter) writeNonblocking(frame []byte, now time.Time) error {
+	if w.fd < 0 {
+		return net.ErrClosed
+	}
+	if len(w.pending) > 0 {
+		w.pending = append(w.pending, frame...)
+		return nil
+	}
+	n := 0
+	for n < len(frame) {
+		m, errno := rawIO(unix.SYS_WRITE, w.fd, frame[n:])
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			w.pending = append(w.pending, frame[n:]...)
+			w.since = now
+			w.backlog.Store(true)
+			w.wake(now.Add(w.timeout))
+			return nil
+		case errno != 0:
+			w.broken = true
+			return os.NewSyscallError("write", errno)
+		}
+		n += m
+	}
+	return nil
+}
+
+// flush writes as much of the backlog as the socket takes.
+func (w *frameWriter) flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.pending) > 0 && !w.broken && w.fd >= 0 {
+		m, errno := rawIO(unix.SYS_WRITE, w.fd, w.pending)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			return nil
+		case errno != 0:
+			w.breakLocked()
+			return os.NewSyscallError("write", errno)
+		}
+		w.pending = w.pending[m:]
+	}
+	w.pending = nil // its memory too: backlogs are rare and short
+	w.backlog.Store(false)
+	return nil
+}
+
+// breakLeg marks the leg broken, as a failed write does, dropping its
+// backlog: nothing more is written to it.
+func (w *frameWriter) breakLeg() {
+	w.mu.Lock()
+	w.breakLocked()
+	w.mu.Unlock()
+}
+
+func (w *frameWriter) breakLocked() {
+	w.broken = true
+	w.pending = nil
+	w.backlog.Store(false)
+}
+
+// closeSocket removes the leg's socket from the epoll set ep, if ep is
+// one, and closes it.
+func (w *frameWriter) closeSocket(ep int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd < 0 {
+		return
+	}
+	if ep >= 0 {
+		_ = unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, w.fd, nil)
+	}
+	_ = unix.Close(w.fd)
+	w.fd = -1
+	w.breakLocked()
+}

@@ -1,0 +1,41 @@
+//go:build !linux
+
+package wsconn
+
+import (
+	"errors"
+	"time"
+)
+
+// Poller relays connections on event loops where the platform has them
+// (Linux); elsewhere NewPoller fails and relays use goroutines.
+type Poller struct{}
+
+// NewPoller reports that this platform has no event loops.
+func NewPoller(int) (*Poller, error) {
+	return nil, errors.ErrUnsupported
+}
+
+// Close does nothing; a nil Poller may be closed.
+func (p *Poller) Close() error { return nil }
+
+func (p *Poller) attach(*Relay) bool { return false }
+
+// eventLoop is never made here.
+type eventLoop struct{}
+
+type loopOp uint8
+
+const cmdAdd, cmdClose, cmdReadTimeout, cmdWriteTimeout loopOp = 0, 1, 2, 3
+
+type loopCmd struct {
+	op loopOp
+	r  *Relay
+	s  side
+}
+
+func (l *eventLoop) post(loopCmd) bool { return false }
+
+func (r *Relay) abandon() {}
+
+func (w *frameWriter) writeNonblocking([]byte, time.Time) error { return errors.ErrUnsupported }
