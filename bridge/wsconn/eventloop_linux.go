@@ -486,6 +486,11 @@ func (r *Relay) writable(s side) {
 		r.writeFailed(s, err)
 	}
 	if !w.blocked() {
+		// The liveness window starts again: neither leg could be heard
+		// while the backlog waited (see pastDeadlines).
+		now := time.Now().UnixNano()
+		r.heard[client].Store(now)
+		r.heard[upstream].Store(now)
 		r.resume()
 	}
 }

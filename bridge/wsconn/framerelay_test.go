@@ -44,6 +44,21 @@ func relayFront(t *testing.T, upstreamURL string, opts Options) string {
 	return "ws" + strings.TrimPrefix(front.URL, "http")
 }
 
+// forEachRelayMode runs test once per way a frame relay can run: on
+// goroutines, and on an event loop where the platform has them.
+func forEachRelayMode(t *testing.T, test func(t *testing.T, p *Poller)) {
+	t.Run("goroutines", func(t *testing.T) { test(t, nil) })
+	p, err := NewPoller(1)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	t.Run("event loop", func(t *testing.T) { test(t, p) })
+}
+
 // acceptKey is the Sec-WebSocket-Accept value for key (RFC 6455 4.2.2).
 func acceptKey(key string) string {
 	h := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
@@ -91,12 +106,16 @@ func readUntilEOF(c net.Conn, br *bufio.Reader) { _, _ = io.Copy(io.Discard, br)
 // since the frame relay reads the connection directly. Go's HTTP parser
 // accepts bare LF line ends, so the header's end is found with those too.
 func TestFrameRelayKeepsFramesSentWithThe101(t *testing.T) {
+	forEachRelayMode(t, testFrameRelayKeepsFramesSentWithThe101)
+}
+
+func testFrameRelayKeepsFramesSentWithThe101(t *testing.T, p *Poller) {
 	for _, eol := range []string{"\r\n", "\n"} {
 		t.Run(fmt.Sprintf("eol %q", eol), func(t *testing.T) {
 			greeting := appendFrame(nil, opText, []byte("hello, one"), false)
 			greeting = appendFrame(greeting, opText, []byte("hello, two"), false)
 			up := rawUpstream(t, eol, greeting, readUntilEOF)
-			c, _, err := websocket.DefaultDialer.Dial(relayFront(t, up, Options{CloseTimeout: 100 * time.Millisecond}), nil)
+			c, _, err := websocket.DefaultDialer.Dial(relayFront(t, up, Options{Poller: p, CloseTimeout: 100 * time.Millisecond}), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,6 +190,10 @@ func lengthFrame(b0 byte, length uint64) []byte {
 // still hold (1009), and nothing may crash the process (a panic in a relay
 // goroutine would end every connection).
 func TestFrameRelayLengthsCannotOverflow(t *testing.T) {
+	forEachRelayMode(t, testFrameRelayLengthsCannotOverflow)
+}
+
+func testFrameRelayLengthsCannotOverflow(t *testing.T, p *Poller) {
 	// Masked first fragments (not FIN) of 10 and 500 zero bytes.
 	first10 := append([]byte{opBinary, maskBit | 10, 1, 2, 3, 4}, make([]byte, 10)...)
 	first500 := append([]byte{opBinary, maskBit | 126, 0x01, 0xF4, 1, 2, 3, 4}, make([]byte, 500)...)
@@ -205,7 +228,7 @@ func TestFrameRelayLengthsCannotOverflow(t *testing.T) {
 				}
 				upstreamGot <- code
 			})
-			c, br := rawClient(t, relayFront(t, up, Options{MaxMessageSize: tt.limit, CloseTimeout: 100 * time.Millisecond}))
+			c, br := rawClient(t, relayFront(t, up, Options{Poller: p, MaxMessageSize: tt.limit, CloseTimeout: 100 * time.Millisecond}))
 			for _, f := range tt.frames {
 				if _, err := c.Write(f); err != nil {
 					t.Fatal(err)
@@ -243,6 +266,10 @@ func TestFrameRelayLengthsCannotOverflow(t *testing.T) {
 // byte per write: a frame that fits the read buffer must reach the
 // upstream as one frame, not as a fragment per read.
 func TestFrameRelayKeepsSmallFramesWhole(t *testing.T) {
+	forEachRelayMode(t, testFrameRelayKeepsSmallFramesWhole)
+}
+
+func testFrameRelayKeepsSmallFramesWhole(t *testing.T, p *Poller) {
 	frames := make(chan int, 1)
 	up := rawUpstream(t, "\r\n", nil, func(c net.Conn, br *bufio.Reader) {
 		n := 0
@@ -261,7 +288,7 @@ func TestFrameRelayKeepsSmallFramesWhole(t *testing.T) {
 			}
 		}
 	})
-	c, _ := rawClient(t, relayFront(t, up, Options{CloseTimeout: 100 * time.Millisecond}))
+	c, _ := rawClient(t, relayFront(t, up, Options{Poller: p, CloseTimeout: 100 * time.Millisecond}))
 	for _, b := range appendFrame(nil, opText, []byte(strings.Repeat("x", 200)), true) {
 		if _, err := c.Write([]byte{b}); err != nil {
 			t.Fatal(err)
@@ -338,7 +365,9 @@ func TestFailedControlWriteBreaksTheLeg(t *testing.T) {
 // beyond the read buffer, text and binary, whole and fragmented, through a
 // frame relay to an echo upstream and back, with pings from both legs in
 // between, and checks every byte.
-func TestFrameRelayByteExact(t *testing.T) {
+func TestFrameRelayByteExact(t *testing.T) { forEachRelayMode(t, testFrameRelayByteExact) }
+
+func testFrameRelayByteExact(t *testing.T, p *Poller) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
@@ -363,7 +392,7 @@ func TestFrameRelayByteExact(t *testing.T) {
 		}
 	}))
 	defer up.Close()
-	front := relayFront(t, "ws"+strings.TrimPrefix(up.URL, "http"), Options{PingInterval: 50 * time.Millisecond, PongTimeout: time.Second})
+	front := relayFront(t, "ws"+strings.TrimPrefix(up.URL, "http"), Options{Poller: p, PingInterval: 50 * time.Millisecond, PongTimeout: time.Second})
 	c, _, err := (&websocket.Dialer{WriteBufferSize: 1000}).Dial(front, nil)
 	if err != nil {
 		t.Fatal(err)

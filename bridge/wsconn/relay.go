@@ -580,10 +580,10 @@ func (r *Relay) tick() {
 
 // pastDeadlines tells the loop of a leg past its write timeout or its
 // liveness window, as a write or read deadline would, and reports whether
-// there was one. A leg whose direction waits for the other leg's backlog
-// is not being read, so its silence says nothing: as a goroutine reader
-// blocked in a write, it is judged by the other leg's write timeout.
-// Callers hold tickMu.
+// there was one. While a leg has a backlog, silence says nothing: the
+// other leg is not being read (its direction waits), and this one cannot
+// answer pings that wait in the backlog. The write timeout bounds that
+// time instead. Callers hold tickMu.
 func (r *Relay) pastDeadlines(now time.Time) bool {
 	past := false
 	for s, w := range r.out {
@@ -593,7 +593,7 @@ func (r *Relay) pastDeadlines(now time.Time) bool {
 		}
 	}
 	for s := range r.out {
-		if !past && r.window > 0 && !r.out[1-s].blocked() && now.UnixNano()-r.heard[s].Load() >= int64(r.window) {
+		if !past && r.window > 0 && !r.backlogged() && now.UnixNano()-r.heard[s].Load() >= int64(r.window) {
 			r.loop.post(loopCmd{op: cmdReadTimeout, r: r, s: side(s)})
 			past = true
 		}
@@ -605,11 +605,14 @@ func (r *Relay) pastDeadlines(now time.Time) bool {
 	return past
 }
 
+// backlogged reports whether either leg has a backlog.
+func (r *Relay) backlogged() bool { return r.out[client].blocked() || r.out[upstream].blocked() }
+
 // loopDeadlines returns the earliest of next and the legs' liveness and
 // write deadlines.
 func (r *Relay) loopDeadlines(next time.Time) time.Time {
 	for s, w := range r.out {
-		if r.window > 0 && !r.out[1-s].blocked() {
+		if r.window > 0 && !r.backlogged() {
 			if t := time.Unix(0, r.heard[s].Load()).Add(r.window); t.Before(next) {
 				next = t
 			}
