@@ -136,7 +136,9 @@ func dupSocket(c net.Conn) (int, error) {
 // eventLoop is one goroutine waiting in one epoll set for the sockets of
 // the relays on it.
 type eventLoop struct {
-	ep     int // the epoll set
+	ep     int      // the epoll set
+	file   *os.File // ep, as a file in Go's netpoller
+	ended  bool     // serve has run cmdStop
 	wake   int // an eventfd in the set: a write wakes the loop for its queue
 	events []unix.EpollEvent
 	relays map[uint64]*Relay // by id; the loop goroutine's own
@@ -187,7 +189,13 @@ func newEventLoop() (*eventLoop, error) {
 		_ = unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
 	}
-	return &eventLoop{ep: ep, wake: wake, events: make([]unix.EpollEvent, 256), relays: map[uint64]*Relay{}, nextID: 1}, nil
+	// os.NewFile puts a non-blocking descriptor in the netpoller.
+	if err := unix.SetNonblock(ep, true); err != nil {
+		_ = unix.Close(ep)
+		_ = unix.Close(wake)
+		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
+	}
+	return &eventLoop{ep: ep, file: os.NewFile(uintptr(ep), "epoll"), wake: wake, events: make([]unix.EpollEvent, 256), relays: map[uint64]*Relay{}, nextID: 1}, nil
 }
 
 // post queues c for the loop and wakes it. It reports false when the loop
@@ -217,25 +225,50 @@ func (l *eventLoop) post(c loopCmd) bool {
 }
 
 // run waits for events and handles them until the loop is stopped and has
-// closed its relays.
+// closed its relays. It never blocks in a system call: the epoll set is
+// itself a pollable descriptor, readable while it holds events, so the
+// loop parks in Go's netpoller like any goroutine waiting on a socket, and
+// harvests events with non-blocking waits once woken. A loop blocked in
+// epoll_wait would make the runtime hand its P to another thread on every
+// wait and take one back on every wake-up.
 func (l *eventLoop) run() {
 	defer func() {
 		_ = unix.Close(l.wake)
-		_ = unix.Close(l.ep)
+		_ = l.file.Close()
 	}()
+	rc, err := l.file.SyscallConn()
+	if err == nil {
+		err = rc.Read(l.serve)
+	}
+	if err != nil || !l.ended {
+		// Only a broken epoll set fails here; its relays cannot be
+		// served, so they are closed.
+		l.stopAll()
+	}
+}
+
+// serve handles events until none is ready, and reports whether the loop
+// has ended. It runs as a RawConn.Read callback: false parks the loop
+// until the epoll set is readable again; as that readiness is reset before
+// each call, an event that comes after the last non-blocking wait still
+// wakes it.
+func (l *eventLoop) serve(uintptr) bool {
 	for {
-		n, err := l.wait()
-		if err != nil {
-			// Only a broken epoll set fails here; its relays cannot be
-			// served, so they are closed.
-			l.stopAll()
-			return
+		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e != 0:
+			return true // run closes the relays
+		case n == 0:
+			return false
 		}
 		for _, ev := range l.events[:n] {
 			tok := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if tok == wakeToken {
 				if l.runQueue() {
-					return
+					l.ended = true
+					return true
 				}
 				continue
 			}
@@ -251,28 +284,12 @@ func (l *eventLoop) run() {
 				r.readable(s, ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0)
 			}
 		}
-	}
-}
-
-// wait returns the next batch of events: first without blocking, which
-// costs no scheduler hand-off while the loop is busy, then blocking.
-func (l *eventLoop) wait() (int, error) {
-	for {
-		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
-		if e == 0 && r > 0 {
-			return int(r), nil
+		if int(n) < len(l.events) {
+			// Every ready event was taken: one that comes now makes the
+			// set readable again, so a last wait that would find nothing
+			// can be skipped.
+			return false
 		}
-		if e != 0 && e != unix.EINTR {
-			return 0, os.NewSyscallError("epoll_pwait", e)
-		}
-		n, err := unix.EpollWait(l.ep, l.events, -1)
-		switch {
-		case err == unix.EINTR || n == 0:
-			continue
-		case err != nil:
-			return 0, os.NewSyscallError("epoll_wait", err)
-		}
-		return n, nil
 	}
 }
 
