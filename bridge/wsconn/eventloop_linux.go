@@ -139,7 +139,7 @@ type eventLoop struct {
 	ep     int      // the epoll set
 	file   *os.File // ep, as a file in Go's netpoller
 	ended  bool     // serve has run cmdStop
-	wake   int // an eventfd in the set: a write wakes the loop for its queue
+	wake   int      // an eventfd in the set: a write wakes the loop for its queue
 	events []unix.EpollEvent
 	relays map[uint64]*Relay // by id; the loop goroutine's own
 
