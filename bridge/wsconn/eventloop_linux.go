@@ -103,7 +103,10 @@ func (p *Poller) attach(r *Relay) bool {
 		w := r.out[s]
 		w.nonblocking, w.fd, w.wake = true, fds[s], r.wakeBy
 		r.heard[s].Store(time.Now().UnixNano())
-		_ = r.conns[s].Close() // leaves Go's netpoller; the duplicate keeps the socket open
+		c := r.conns[s]
+		_ = c.Close() // leaves Go's netpoller; the duplicate keeps the socket open
+		r.addrs[s] = [2]net.Addr{c.LocalAddr(), c.RemoteAddr()}
+		r.conns[s] = nil // only its addresses are needed now
 	}
 	return true
 }
@@ -314,10 +317,10 @@ func (l *eventLoop) runQueue() bool {
 			l.finish(r)
 		case cmdReadTimeout:
 			if d := r.dirs[c.s]; !d.done && !d.lingering {
-				r.stopReading(d, &net.OpError{Op: "read", Net: "tcp", Source: r.conns[c.s].LocalAddr(), Addr: r.conns[c.s].RemoteAddr(), Err: os.ErrDeadlineExceeded})
+				r.stopReading(d, r.opError(c.s, "read", os.ErrDeadlineExceeded))
 			}
 		case cmdWriteTimeout:
-			r.writeFailed(c.s, &net.OpError{Op: "write", Net: "tcp", Source: r.conns[c.s].LocalAddr(), Addr: r.conns[c.s].RemoteAddr(), Err: os.ErrDeadlineExceeded})
+			r.writeFailed(c.s, r.opError(c.s, "write", os.ErrDeadlineExceeded))
 			r.out[c.s].breakLeg()
 			r.resume()
 		case cmdEndLinger:
@@ -436,7 +439,7 @@ func (r *Relay) readable(s side, hup bool) {
 			}
 			return
 		case errno != 0:
-			r.stopReading(d, &net.OpError{Op: "read", Net: "tcp", Source: r.conns[s].LocalAddr(), Addr: r.conns[s].RemoteAddr(), Err: os.NewSyscallError("read", errno)})
+			r.stopReading(d, r.opError(s, "read", os.NewSyscallError("read", errno)))
 			return
 		case n == 0:
 			r.stopReading(d, errUnexpectedEOF())
@@ -445,6 +448,11 @@ func (r *Relay) readable(s side, hup bool) {
 		fr.w += n
 		drained = n < space && !hup
 	}
+}
+
+// opError is err on leg s as net.Conn's methods would report it.
+func (r *Relay) opError(s side, op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: r.addrs[s][0], Addr: r.addrs[s][1], Err: err}
 }
 
 // discardRefused reads and drops what the refused sender d still sends,

@@ -165,6 +165,7 @@ type Relay struct {
 	// when each leg last moved its liveness deadline (the loop's timer
 	// checks it, where a goroutine reader has a read deadline).
 	loop    *eventLoop
+	addrs   [2][2]net.Addr // each leg's local and remote address; conns are dropped
 	id      uint64
 	dirs    [2]*direction
 	onDone  func(Result)
@@ -260,7 +261,9 @@ func (r *Relay) begin(ctx context.Context) {
 	r.timer = time.AfterFunc(r.nextWake(r.start), r.tick)
 	r.wakeAt = r.start.Add(r.nextWake(r.start))
 	r.tickMu.Unlock()
-	r.stopCtx = context.AfterFunc(ctx, r.Shutdown)
+	if ctx.Done() != nil {
+		r.stopCtx = context.AfterFunc(ctx, r.Shutdown)
+	}
 }
 
 // runPumps relays with a goroutine per direction (this one reads the
@@ -286,7 +289,9 @@ func (r *Relay) runPumps(ctx context.Context) Result {
 // stop ends the watch on ctx and the timers, flushes the metrics and
 // returns how the connection ended. Both directions have stopped.
 func (r *Relay) stop() Result {
-	r.stopCtx()
+	if r.stopCtx != nil {
+		r.stopCtx()
+	}
 	r.tickMu.Lock()
 	r.stopped = true
 	r.timer.Stop()
