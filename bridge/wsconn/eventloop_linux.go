@@ -38,7 +38,8 @@ import (
 type Poller struct {
 	loops []*eventLoop
 	next  atomic.Uint32
-	wg    sync.WaitGroup
+	wg    sync.WaitGroup // the loops
+	dones sync.WaitGroup // the relays' done functions
 }
 
 // NewPoller starts n event loops; n <= 0 means one per GOMAXPROCS. Close
@@ -49,7 +50,7 @@ func NewPoller(n int) (*Poller, error) {
 	}
 	p := &Poller{}
 	for range n {
-		l, err := newEventLoop()
+		l, err := newEventLoop(&p.dones)
 		if err != nil {
 			_ = p.Close()
 			return nil, err
@@ -66,8 +67,9 @@ func NewPoller(n int) (*Poller, error) {
 
 // Close closes the connections still on the loops, with 1001 to both legs
 // where a socket takes it at once, and returns once every loop has stopped
-// and every relay's done function has been called. Connections given to
-// the Poller after Close are relayed by goroutines.
+// and every relay's done function has returned. Relays made after Close
+// use goroutines; one made while Close runs may be closed with 1001 at its
+// start.
 func (p *Poller) Close() error {
 	if p == nil {
 		return nil
@@ -76,6 +78,7 @@ func (p *Poller) Close() error {
 		l.post(loopCmd{op: cmdStop})
 	}
 	p.wg.Wait()
+	p.dones.Wait()
 	return nil
 }
 
@@ -95,13 +98,20 @@ func (p *Poller) attach(r *Relay) bool {
 		fds[s] = fd
 	}
 	l := p.loops[int(p.next.Add(1))%len(p.loops)]
+	if l.isStopped() {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+		return false
+	}
 	r.loop = l
 	for s := range r.conns {
 		r.dirs[s] = &direction{from: side(s), fr: newFrameReader(r.conns[s])}
 		r.dirs[s].fr.raw = nil // read by the loop, not through the netpoller
 		r.dirs[s].fr.pooled = true
 		w := r.out[s]
-		w.nonblocking, w.fd, w.wake = true, fds[s], r.wakeBy
+		w.nonblocking, w.fd = true, fds[s]
+		w.stalled = func() { r.loop.post(loopCmd{op: cmdWriteTimeout, r: r, s: side(s)}) }
 		r.heard[s].Store(time.Now().UnixNano())
 		c := r.conns[s]
 		_ = c.Close() // leaves Go's netpoller; the duplicate keeps the socket open
@@ -109,6 +119,13 @@ func (p *Poller) attach(r *Relay) bool {
 		r.conns[s] = nil // only its addresses are needed now
 	}
 	return true
+}
+
+// isStopped reports whether the loop takes no more relays.
+func (l *eventLoop) isStopped() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stopped
 }
 
 // dupSocket returns a duplicate of the descriptor of c, which must be a
@@ -145,12 +162,26 @@ type eventLoop struct {
 	wake   int      // an eventfd in the set: a write wakes the loop for its queue
 	events []unix.EpollEvent
 	relays map[uint64]*Relay // by id; the loop goroutine's own
+	// ready are directions with bytes left to read after their turn;
+	// spare is the last list's memory.
+	ready, spare []readyDirection
+	dones        *sync.WaitGroup // the relays' done functions, for Close
 
 	mu      sync.Mutex
 	queue   []loopCmd
 	nextID  uint64
 	stopped bool // no more relays are taken
 }
+
+// readyDirection is a direction waiting for another turn.
+type readyDirection struct {
+	r *Relay
+	s side
+}
+
+// turnReads bounds the reads one direction gets per turn, so that a sender
+// that keeps a socket full does not hold up the loop's other connections.
+const turnReads = 4
 
 // loopOp is what a loopCmd asks of a loop.
 type loopOp uint8
@@ -176,7 +207,7 @@ type loopCmd struct {
 // carry id<<1|side, and ids start at 1.
 const wakeToken = 0
 
-func newEventLoop() (*eventLoop, error) {
+func newEventLoop(dones *sync.WaitGroup) (*eventLoop, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -198,7 +229,7 @@ func newEventLoop() (*eventLoop, error) {
 		_ = unix.Close(wake)
 		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
 	}
-	return &eventLoop{ep: ep, file: os.NewFile(uintptr(ep), "epoll"), wake: wake, events: make([]unix.EpollEvent, 256), relays: map[uint64]*Relay{}, nextID: 1}, nil
+	return &eventLoop{ep: ep, file: os.NewFile(uintptr(ep), "epoll"), wake: wake, dones: dones, events: make([]unix.EpollEvent, 256), relays: map[uint64]*Relay{}, nextID: 1}, nil
 }
 
 // post queues c for the loop and wakes it. It reports false when the loop
@@ -217,13 +248,14 @@ func (l *eventLoop) post(c loopCmd) bool {
 	if c.op == cmdStop {
 		l.stopped = true
 	}
-	wake := len(l.queue) == 0 // otherwise a wake-up is on its way
-	l.queue = append(l.queue, c)
-	l.mu.Unlock()
-	if wake {
+	if len(l.queue) == 0 { // otherwise a wake-up is on its way
+		// Under the lock: the loop closes the eventfd only after it has
+		// stopped taking commands.
 		one := [8]byte{1}
 		_, _ = unix.Write(l.wake, one[:])
 	}
+	l.queue = append(l.queue, c)
+	l.mu.Unlock()
 	return true
 }
 
@@ -245,7 +277,17 @@ func (l *eventLoop) run() {
 	}
 	if err != nil || !l.ended {
 		// Only a broken epoll set fails here; its relays cannot be
-		// served, so they are closed.
+		// served, so they are closed, with those still queued.
+		l.mu.Lock()
+		l.stopped = true
+		q := l.queue
+		l.queue = nil
+		l.mu.Unlock()
+		for _, c := range q {
+			if c.op == cmdAdd {
+				l.relays[c.r.id] = c.r
+			}
+		}
 		l.stopAll()
 	}
 }
@@ -263,9 +305,10 @@ func (l *eventLoop) serve(uintptr) bool {
 			continue
 		case e != 0:
 			return true // run closes the relays
-		case n == 0:
+		case n == 0 && len(l.ready) == 0:
 			return false
 		}
+		l.serveReady()
 		for _, ev := range l.events[:n] {
 			tok := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if tok == wakeToken {
@@ -287,13 +330,25 @@ func (l *eventLoop) serve(uintptr) bool {
 				r.readable(s, ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0)
 			}
 		}
-		if int(n) < len(l.events) {
+		if int(n) < len(l.events) && len(l.ready) == 0 {
 			// Every ready event was taken: one that comes now makes the
 			// set readable again, so a last wait that would find nothing
 			// can be skipped.
 			return false
 		}
 	}
+}
+
+// serveReady gives the directions that used up their turn (see readable)
+// another one, after the events that came meanwhile.
+func (l *eventLoop) serveReady() {
+	ready := l.ready
+	l.ready = l.spare[:0]
+	for _, d := range ready {
+		d.r.dirs[d.s].queued = false
+		d.r.readable(d.s, false)
+	}
+	l.spare = ready[:0]
 }
 
 // runQueue runs the queued commands. It reports whether the loop is to end.
@@ -381,7 +436,11 @@ func (l *eventLoop) finish(r *Relay) {
 		r.dirs[s].fr.release()
 	}
 	res := r.stop()
-	go r.onDone(res)
+	l.dones.Add(1)
+	go func() {
+		defer l.dones.Done()
+		r.onDone(res)
+	}()
 }
 
 // abandon ends a relay its loop would not take (the Poller is closing):
@@ -392,7 +451,11 @@ func (r *Relay) abandon() {
 		w.closeSocket(-1)
 	}
 	res := r.stop()
-	go r.onDone(res)
+	r.loop.dones.Add(1)
+	go func() {
+		defer r.loop.dones.Done()
+		r.onDone(res)
+	}()
 }
 
 // readable reads leg s and forwards what it sent, until a read comes back
@@ -400,12 +463,13 @@ func (r *Relay) abandon() {
 // short read does not end (the rest is read up to EOF).
 func (r *Relay) readable(s side, hup bool) {
 	d := r.dirs[s]
+	d.hup = d.hup || hup // the FIN's edge comes once: keep it for after a pause
 	if d.done || d.paused {
 		return
 	}
 	fr, fd := d.fr, r.out[s].fd
 	drained := false
-	for {
+	for reads := 0; ; reads++ {
 		if d.lingering {
 			r.discardRefused(d, fd)
 			return
@@ -421,6 +485,13 @@ func (r *Relay) readable(s side, hup bool) {
 		case drained:
 			if fr.r == fr.w {
 				fr.release()
+			}
+			return
+		}
+		if reads == turnReads {
+			if !d.queued {
+				d.queued = true
+				r.loop.ready = append(r.loop.ready, readyDirection{r, s})
 			}
 			return
 		}
@@ -446,7 +517,7 @@ func (r *Relay) readable(s side, hup bool) {
 			return
 		}
 		fr.w += n
-		drained = n < space && !hup
+		drained = n < space && !d.hup
 	}
 }
 
@@ -483,7 +554,7 @@ func (r *Relay) stopReading(d *direction, err error) {
 	if refused(err) {
 		// As lingerAfterRefusal: the close frame is out, so end our side
 		// of TCP and drop what still comes, for a bounded time.
-		_ = unix.Shutdown(r.out[d.from].fd, unix.SHUT_WR)
+		r.out[d.from].shutdownWrite()
 		d.done, d.lingering = false, true
 		s := d.from
 		time.AfterFunc(min(lingerTimeout, r.opts.CloseTimeout), func() { r.loop.post(loopCmd{op: cmdEndLinger, r: r, s: s}) })
@@ -504,13 +575,11 @@ func (r *Relay) finishIfDone() {
 // waiting for it go on once it is gone.
 func (r *Relay) writable(s side) {
 	w := r.out[s]
-	if !w.blocked() {
-		return
-	}
-	if err := w.flush(); err != nil {
+	drained, err := w.flush()
+	if err != nil {
 		r.writeFailed(s, err)
 	}
-	if !w.blocked() {
+	if drained {
 		// The liveness window starts again: neither leg could be heard
 		// while the backlog waited (see pastDeadlines).
 		now := time.Now().UnixNano()
@@ -556,9 +625,13 @@ func (w *frameWriter) writeNonblocking(frame []byte, now time.Time) error {
 			continue
 		case errno == unix.EAGAIN:
 			w.pending = append(w.pending, frame[n:]...)
-			w.since = now
+			w.since = time.Now() // now may be when the frame arrived, before a wait
 			w.backlog.Store(true)
-			w.wake(now.Add(w.timeout))
+			if w.stall == nil {
+				w.stall = time.AfterFunc(w.timeout, w.checkStall)
+			} else {
+				w.stall.Reset(w.timeout)
+			}
 			return nil
 		case errno != 0:
 			w.broken = true
@@ -569,26 +642,63 @@ func (w *frameWriter) writeNonblocking(frame []byte, now time.Time) error {
 	return nil
 }
 
-// flush writes as much of the backlog as the socket takes.
-func (w *frameWriter) flush() error {
+// flush writes as much of the backlog as the socket takes, under the
+// lock: a writer off the loop may be making a backlog as the socket's
+// EPOLLOUT comes. It reports whether it wrote the last of one.
+func (w *frameWriter) flush() (bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if len(w.pending) == 0 {
+		return false, nil
+	}
 	for len(w.pending) > 0 && !w.broken && w.fd >= 0 {
 		m, errno := rawIO(unix.SYS_WRITE, w.fd, w.pending)
 		switch {
 		case errno == unix.EINTR:
 			continue
 		case errno == unix.EAGAIN:
-			return nil
+			return false, nil
 		case errno != 0:
 			w.breakLocked()
-			return os.NewSyscallError("write", errno)
+			return true, os.NewSyscallError("write", errno)
 		}
 		w.pending = w.pending[m:]
 	}
 	w.pending = nil // its memory too: backlogs are rare and short
 	w.backlog.Store(false)
-	return nil
+	w.stall.Stop()
+	if w.shutAfter && w.fd >= 0 {
+		_ = unix.Shutdown(w.fd, unix.SHUT_WR)
+	}
+	return true, nil
+}
+
+// checkStall runs on the stall timer: a backlog that has waited the write
+// timeout ends the leg, as a write deadline would.
+func (w *frameWriter) checkStall() {
+	w.mu.Lock()
+	waited, stuck := time.Since(w.since), len(w.pending) > 0 && !w.broken
+	if stuck && waited < w.timeout {
+		w.stall.Reset(w.timeout - waited) // a later backlog
+	}
+	w.mu.Unlock()
+	if stuck && waited >= w.timeout {
+		w.stalled()
+	}
+}
+
+// shutdownWrite ends the sending side of the leg's TCP once what is in its
+// backlog (a close frame, say) has gone out.
+func (w *frameWriter) shutdownWrite() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.pending) > 0 {
+		w.shutAfter = true
+		return
+	}
+	if w.fd >= 0 {
+		_ = unix.Shutdown(w.fd, unix.SHUT_WR)
+	}
 }
 
 // breakLeg marks the leg broken, as a failed write does, dropping its
@@ -603,6 +713,9 @@ func (w *frameWriter) breakLocked() {
 	w.broken = true
 	w.pending = nil
 	w.backlog.Store(false)
+	if w.stall != nil {
+		w.stall.Stop()
+	}
 }
 
 // closeSocket removes the leg's socket from the epoll set ep, if ep is

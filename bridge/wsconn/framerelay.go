@@ -55,13 +55,17 @@ type frameWriter struct {
 
 	// On an event loop (see Poller) the leg's socket is non-blocking and
 	// written directly: fd is its descriptor (-1 once closed), pending
-	// what it has not taken yet, since when the oldest of that waits, and
-	// wake asks the relay's timer to run by a time (the write timeout).
+	// what it has not taken yet, since when that has waited, stall the
+	// timer that enforces the write timeout on it (made at the first
+	// backlog), stalled what stall calls, and shutAfter a shutdown of the
+	// sending side that waits for the backlog to go out.
 	nonblocking bool
 	fd          int
 	pending     []byte
 	since       time.Time
-	wake        func(time.Time)
+	stall       *time.Timer
+	stalled     func()
+	shutAfter   bool
 
 	// backlog is set while pending holds bytes; forwarding into the leg
 	// waits for it to drain.
@@ -70,17 +74,6 @@ type frameWriter struct {
 
 // blocked reports whether frames for this leg must wait for its backlog.
 func (w *frameWriter) blocked() bool { return w.backlog.Load() }
-
-// backlogSince returns since when the leg's backlog has waited, if it has
-// one.
-func (w *frameWriter) backlogSince() (time.Time, bool) {
-	if !w.blocked() {
-		return time.Time{}, false
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.since, len(w.pending) > 0
-}
 
 // armDeadline sets the write deadline to now+timeout unless it was set less
 // than a sixteenth of the timeout ago: a write then always has at least
@@ -321,6 +314,8 @@ type direction struct {
 
 	// Event loop only (see eventloop_linux.go).
 	paused    bool // waiting for a leg's backlog to drain
+	hup       bool // the peer's FIN or an error was reported: read to the end
+	queued    bool // on the loop's list of directions waiting for a turn
 	done      bool // reading has ended
 	lingering bool // reading and dropping what a refused sender still sends
 }

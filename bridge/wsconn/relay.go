@@ -179,8 +179,7 @@ type Relay struct {
 	timer    *time.Timer
 	stopped  bool
 	nextPing time.Time
-	wakeAt   time.Time // when the timer is due
-	flushed  [4]int64  // counts already added to Metrics
+	flushed  [4]int64 // counts already added to Metrics
 }
 
 // NewRelay returns a relay between the client leg c and the upstream leg u,
@@ -259,7 +258,6 @@ func (r *Relay) begin(ctx context.Context) {
 	r.tickMu.Lock()
 	r.nextPing = r.start.Add(r.opts.PingInterval)
 	r.timer = time.AfterFunc(r.nextWake(r.start), r.tick)
-	r.wakeAt = r.start.Add(r.nextWake(r.start))
 	r.tickMu.Unlock()
 	if ctx.Done() != nil {
 		r.stopCtx = context.AfterFunc(ctx, r.Shutdown)
@@ -301,19 +299,6 @@ func (r *Relay) stop() Result {
 		t.Stop()
 	}
 	return r.result()
-}
-
-// wakeBy makes the timer run by t at the latest, unless it is running now
-// (it then looks at the backlog when it re-arms).
-func (r *Relay) wakeBy(t time.Time) {
-	if !r.tickMu.TryLock() {
-		return
-	}
-	defer r.tickMu.Unlock()
-	if !r.stopped && t.Before(r.wakeAt) {
-		r.timer.Reset(max(time.Until(t), time.Millisecond))
-		r.wakeAt = t
-	}
 }
 
 // Shutdown ends the connection with 1001 "going away" on both legs, as for a
@@ -577,55 +562,41 @@ func (r *Relay) tick() {
 		_ = r.writeControl(upstream, websocket.PingMessage, payload, deadline)
 		r.nextPing = time.Now().Add(r.opts.PingInterval)
 	}
-	now = time.Now()
-	wake := r.nextWake(now)
-	r.timer.Reset(wake)
-	r.wakeAt = now.Add(wake)
+	r.timer.Reset(r.nextWake(time.Now()))
 }
 
-// pastDeadlines tells the loop of a leg past its write timeout or its
-// liveness window, as a write or read deadline would, and reports whether
-// there was one. While a leg has a backlog, silence says nothing: the
-// other leg is not being read (its direction waits), and this one cannot
-// answer pings that wait in the backlog. The write timeout bounds that
-// time instead. Callers hold tickMu.
+// pastDeadlines tells the loop of a leg past its liveness window, as a
+// read deadline would, and reports whether there was one. While a leg has
+// a backlog, silence says nothing: the other leg is not being read (its
+// direction waits), and this one cannot answer pings that wait in the
+// backlog. The backlog's own write timeout bounds that time instead (see
+// frameWriter.stall). Callers hold tickMu.
 func (r *Relay) pastDeadlines(now time.Time) bool {
-	past := false
-	for s, w := range r.out {
-		if since, ok := w.backlogSince(); ok && now.Sub(since) >= r.opts.WriteTimeout {
-			r.loop.post(loopCmd{op: cmdWriteTimeout, r: r, s: side(s)})
-			past = true
-		}
+	if r.window <= 0 || r.backlogged() {
+		return false
 	}
-	for s := range r.out {
-		if !past && r.window > 0 && !r.backlogged() && now.UnixNano()-r.heard[s].Load() >= int64(r.window) {
+	for s := range r.heard {
+		if now.UnixNano()-r.heard[s].Load() >= int64(r.window) {
 			r.loop.post(loopCmd{op: cmdReadTimeout, r: r, s: side(s)})
-			past = true
+			r.timer.Reset(time.Millisecond) // until the loop has ended the relay
+			return true
 		}
 	}
-	if past {
-		r.timer.Reset(time.Millisecond) // until the loop has ended the relay
-		r.wakeAt = now.Add(time.Millisecond)
-	}
-	return past
+	return false
 }
 
 // backlogged reports whether either leg has a backlog.
 func (r *Relay) backlogged() bool { return r.out[client].blocked() || r.out[upstream].blocked() }
 
-// loopDeadlines returns the earliest of next and the legs' liveness and
-// write deadlines.
+// loopDeadlines returns the earlier of next and the legs' liveness
+// deadlines.
 func (r *Relay) loopDeadlines(next time.Time) time.Time {
-	for s, w := range r.out {
-		if r.window > 0 && !r.backlogged() {
-			if t := time.Unix(0, r.heard[s].Load()).Add(r.window); t.Before(next) {
-				next = t
-			}
-		}
-		if since, ok := w.backlogSince(); ok {
-			if t := since.Add(r.opts.WriteTimeout); t.Before(next) {
-				next = t
-			}
+	if r.window <= 0 || r.backlogged() {
+		return next
+	}
+	for s := range r.heard {
+		if t := time.Unix(0, r.heard[s].Load()).Add(r.window); t.Before(next) {
+			next = t
 		}
 	}
 	return next
