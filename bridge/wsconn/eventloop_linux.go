@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -107,15 +108,16 @@ func (p *Poller) attach(r *Relay) bool {
 	r.loop = l
 	for s := range r.conns {
 		r.dirs[s] = &direction{from: side(s), fr: newFrameReader(r.conns[s])}
-		r.dirs[s].fr.raw = nil // read by the loop, not through the netpoller
-		r.dirs[s].fr.pooled = true
+		fr := r.dirs[s].fr
+		fr.conn, fr.raw, fr.readFn = nil, nil, nil // read by the loop, not through the netpoller
+		fr.pooled = true
 		w := r.out[s]
 		w.nonblocking, w.fd = true, fds[s]
 		w.stalled = func() { r.loop.post(loopCmd{op: cmdWriteTimeout, r: r, s: side(s)}) }
 		r.heard[s].Store(time.Now().UnixNano())
 		c := r.conns[s]
 		_ = c.Close() // leaves Go's netpoller; the duplicate keeps the socket open
-		r.addrs[s] = [2]net.Addr{c.LocalAddr(), c.RemoteAddr()}
+		r.addrs[s] = [2]netip.AddrPort{addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())}
 		r.conns[s] = nil // only its addresses are needed now
 	}
 	return true
@@ -523,7 +525,15 @@ func (r *Relay) readable(s side, hup bool) {
 
 // opError is err on leg s as net.Conn's methods would report it.
 func (r *Relay) opError(s side, op string, err error) error {
-	return &net.OpError{Op: op, Net: "tcp", Source: r.addrs[s][0], Addr: r.addrs[s][1], Err: err}
+	return &net.OpError{Op: op, Net: "tcp", Source: net.TCPAddrFromAddrPort(r.addrs[s][0]), Addr: net.TCPAddrFromAddrPort(r.addrs[s][1]), Err: err}
+}
+
+// addrPort is a TCP address as a value, which holds no memory of its own.
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	return netip.AddrPort{}
 }
 
 // discardRefused reads and drops what the refused sender d still sends,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,7 +166,7 @@ type Relay struct {
 	// when each leg last moved its liveness deadline (the loop's timer
 	// checks it, where a goroutine reader has a read deadline).
 	loop    *eventLoop
-	addrs   [2][2]net.Addr // each leg's local and remote address; conns are dropped
+	addrs   [2][2]netip.AddrPort // each leg's local and remote address; conns are dropped
 	id      uint64
 	dirs    [2]*direction
 	onDone  func(Result)
