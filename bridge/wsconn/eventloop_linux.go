@@ -31,8 +31,9 @@ import (
 // Writes are non-blocking. What a leg cannot take at once waits in its
 // backlog, and the direction feeding it stops reading until the socket
 // drains, so the backlog is bounded by one frame plus the relay's own
-// control frames. The relay's timer enforces the liveness window and the
-// write timeout that deadlines enforce for a goroutine reader.
+// control frames. Where a goroutine relay has socket deadlines, the
+// relay's timer enforces the liveness window and a timer per backlog the
+// write timeout.
 //
 // Relays are given to a Poller through Options.Poller. A Poller is safe for
 // use by many goroutines.
@@ -114,7 +115,6 @@ func (p *Poller) attach(r *Relay) bool {
 		w := r.out[s]
 		w.nonblocking, w.fd = true, fds[s]
 		w.stalled = func() { r.loop.post(loopCmd{op: cmdWriteTimeout, r: r, s: side(s)}) }
-		r.heard[s].Store(time.Now().UnixNano())
 		c := r.conns[s]
 		_ = c.Close() // leaves Go's netpoller; the duplicate keeps the socket open
 		r.addrs[s] = [2]netip.AddrPort{addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())}
@@ -427,9 +427,7 @@ func (l *eventLoop) stopAll() {
 	}
 }
 
-// finish closes both legs of r, stops its timers and hands its Result to
-// its done function, in a goroutine of its own so that the loop never
-// waits on a logger.
+// finish closes both legs of r and reports its Result.
 func (l *eventLoop) finish(r *Relay) {
 	delete(l.relays, r.id)
 	for s := range r.out {
@@ -437,12 +435,7 @@ func (l *eventLoop) finish(r *Relay) {
 		r.dirs[s].done = true
 		r.dirs[s].fr.release()
 	}
-	res := r.stop()
-	l.dones.Add(1)
-	go func() {
-		defer l.dones.Done()
-		r.onDone(res)
-	}()
+	r.report()
 }
 
 // abandon ends a relay its loop would not take (the Poller is closing):
@@ -452,6 +445,13 @@ func (r *Relay) abandon() {
 	for _, w := range r.out {
 		w.closeSocket(-1)
 	}
+	r.report()
+}
+
+// report stops r's timers and hands its Result to its done function, in a
+// goroutine of its own so that the loop never waits on a logger; Close
+// waits for it.
+func (r *Relay) report() {
 	res := r.stop()
 	r.loop.dones.Add(1)
 	go func() {
@@ -619,7 +619,7 @@ func rawIO(op uintptr, fd int, b []byte) (int, unix.Errno) {
 // writeNonblocking writes frame to the leg's socket without waiting: what
 // the socket does not take goes to the backlog, as does everything while
 // a backlog is waiting. Callers hold w.mu.
-func (w *frameWriter) writeNonblocking(frame []byte, now time.Time) error {
+func (w *frameWriter) writeNonblocking(frame []byte) error {
 	if w.fd < 0 {
 		return net.ErrClosed
 	}
@@ -635,7 +635,7 @@ func (w *frameWriter) writeNonblocking(frame []byte, now time.Time) error {
 			continue
 		case errno == unix.EAGAIN:
 			w.pending = append(w.pending, frame[n:]...)
-			w.since = time.Now() // now may be when the frame arrived, before a wait
+			w.since = time.Now()
 			w.backlog.Store(true)
 			if w.stall == nil {
 				w.stall = time.AfterFunc(w.timeout, w.checkStall)

@@ -212,6 +212,15 @@ func TestPollerCloseEndsRelays(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conns[i].Close()
+		// A round trip: the relay is running, so it is on the loop (one
+		// made after Close would run on goroutines).
+		_ = conns[i].NetConn().SetDeadline(time.Now().Add(5 * time.Second))
+		if err := conns[i].WriteMessage(websocket.TextMessage, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := conns[i].ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)

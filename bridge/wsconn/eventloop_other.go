@@ -2,10 +2,7 @@
 
 package wsconn
 
-import (
-	"errors"
-	"time"
-)
+import "errors"
 
 // Poller relays connections on event loops where the platform has them
 // (Linux); elsewhere NewPoller fails and relays use goroutines.
@@ -26,7 +23,7 @@ type eventLoop struct{}
 
 type loopOp uint8
 
-const cmdAdd, cmdClose, cmdReadTimeout, cmdWriteTimeout loopOp = 0, 1, 2, 3
+const cmdAdd, cmdClose, cmdReadTimeout loopOp = 0, 1, 2
 
 type loopCmd struct {
 	op loopOp
@@ -38,4 +35,4 @@ func (l *eventLoop) post(loopCmd) bool { return false }
 
 func (r *Relay) abandon() {}
 
-func (w *frameWriter) writeNonblocking([]byte, time.Time) error { return errors.ErrUnsupported }
+func (w *frameWriter) writeNonblocking([]byte) error { return errors.ErrUnsupported }

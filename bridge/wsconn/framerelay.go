@@ -103,7 +103,7 @@ func (w *frameWriter) writeControl(op byte, payload []byte, deadline time.Time) 
 	w.ctl = appendFrame(w.ctl[:0], op, payload, w.mask)
 	var err error
 	if w.nonblocking {
-		err = w.writeNonblocking(w.ctl, time.Now())
+		err = w.writeNonblocking(w.ctl)
 	} else {
 		_ = w.conn.SetWriteDeadline(deadline)
 		w.armed = time.Time{}
@@ -548,7 +548,7 @@ func (w *frameWriter) write(frame []byte, now time.Time) error {
 	}
 	var err error
 	if w.nonblocking {
-		err = w.writeNonblocking(frame, now)
+		err = w.writeNonblocking(frame)
 	} else {
 		w.armDeadline(now)
 		_, err = w.conn.Write(frame)
