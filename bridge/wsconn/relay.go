@@ -567,40 +567,33 @@ func (r *Relay) tick() {
 }
 
 // pastDeadlines tells the loop of a leg past its liveness window, as a
-// read deadline would, and reports whether there was one. While a leg has
+// read deadline would, and reports whether there was one. Callers hold
+// tickMu.
+func (r *Relay) pastDeadlines(now time.Time) bool {
+	t, s, ok := r.liveness()
+	if !ok || now.Before(t) {
+		return false
+	}
+	r.loop.post(loopCmd{op: cmdReadTimeout, r: r, s: s})
+	r.timer.Reset(time.Millisecond) // until the loop has ended the relay
+	return true
+}
+
+// liveness returns the earlier of the legs' liveness deadlines on an event
+// loop, and whose it is; ok is false when none is judged. While a leg has
 // a backlog, silence says nothing: the other leg is not being read (its
 // direction waits), and this one cannot answer pings that wait in the
 // backlog. The backlog's own write timeout bounds that time instead (see
-// frameWriter.stall). Callers hold tickMu.
-func (r *Relay) pastDeadlines(now time.Time) bool {
-	if r.window <= 0 || r.backlogged() {
-		return false
+// frameWriter.stall).
+func (r *Relay) liveness() (t time.Time, s side, ok bool) {
+	if r.window <= 0 || r.out[client].blocked() || r.out[upstream].blocked() {
+		return time.Time{}, 0, false
 	}
-	for s := range r.heard {
-		if now.UnixNano()-r.heard[s].Load() >= int64(r.window) {
-			r.loop.post(loopCmd{op: cmdReadTimeout, r: r, s: side(s)})
-			r.timer.Reset(time.Millisecond) // until the loop has ended the relay
-			return true
-		}
+	s = client
+	if r.heard[upstream].Load() < r.heard[client].Load() {
+		s = upstream
 	}
-	return false
-}
-
-// backlogged reports whether either leg has a backlog.
-func (r *Relay) backlogged() bool { return r.out[client].blocked() || r.out[upstream].blocked() }
-
-// loopDeadlines returns the earlier of next and the legs' liveness
-// deadlines.
-func (r *Relay) loopDeadlines(next time.Time) time.Time {
-	if r.window <= 0 || r.backlogged() {
-		return next
-	}
-	for s := range r.heard {
-		if t := time.Unix(0, r.heard[s].Load()).Add(r.window); t.Before(next) {
-			next = t
-		}
-	}
-	return next
+	return time.Unix(0, r.heard[s].Load()).Add(r.window), s, true
 }
 
 // metricsFlushInterval bounds how stale the message counters can be when
@@ -624,7 +617,9 @@ func (r *Relay) nextWake(now time.Time) time.Duration {
 		}
 	}
 	if r.loop != nil {
-		next = r.loopDeadlines(next)
+		if t, _, ok := r.liveness(); ok && t.Before(next) {
+			next = t
+		}
 	}
 	return max(next.Sub(now), time.Millisecond)
 }
