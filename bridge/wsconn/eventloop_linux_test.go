@@ -20,25 +20,11 @@ import (
 // Start and returns, as the proxy does; every Result arrives on results.
 func startedFront(t *testing.T, upstreamURL string, opts Options) (url string, results chan Result) {
 	t.Helper()
-	pool := NewBufferPool()
-	dialer := NewDialer(DialOptions{BufferPool: pool, Timeout: 5 * time.Second})
 	results = make(chan Result, 1000)
-	ctx, cancel := context.WithCancel(context.Background())
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, _, err := Dial(ctx, dialer, upstreamURL, nil, nil)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		c, err := NewUpgrader(false, pool).Upgrade(w, r, nil)
-		if err != nil {
-			u.Close()
-			return
-		}
-		NewRelay(c, u, opts).Start(ctx, func(res Result) { results <- res })
-	}))
-	t.Cleanup(func() { cancel(); front.Close() })
-	return "ws" + strings.TrimPrefix(front.URL, "http"), results
+	url = frontServer(t, upstreamURL, opts, func(ctx context.Context, r *Relay) {
+		r.Start(ctx, func(res Result) { results <- res })
+	})
+	return url, results
 }
 
 // echoUpstream is a WebSocket server that echoes every message; its URL is

@@ -24,6 +24,14 @@ import (
 // to it with opts, and returns its ws:// URL.
 func relayFront(t *testing.T, upstreamURL string, opts Options) string {
 	t.Helper()
+	return frontServer(t, upstreamURL, opts, func(ctx context.Context, r *Relay) { r.Run(ctx) })
+}
+
+// frontServer starts a server that dials upstreamURL for each client,
+// upgrades the client and hands both legs, as a Relay with opts, to relay;
+// it returns its ws:// URL.
+func frontServer(t *testing.T, upstreamURL string, opts Options, relay func(context.Context, *Relay)) string {
+	t.Helper()
 	pool := NewBufferPool()
 	dialer := NewDialer(DialOptions{BufferPool: pool, Timeout: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -38,7 +46,7 @@ func relayFront(t *testing.T, upstreamURL string, opts Options) string {
 			u.Close()
 			return
 		}
-		NewRelay(c, u, opts).Run(ctx)
+		relay(ctx, NewRelay(c, u, opts))
 	}))
 	t.Cleanup(func() { cancel(); front.Close() })
 	return "ws" + strings.TrimPrefix(front.URL, "http")
