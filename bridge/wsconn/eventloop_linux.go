@@ -173,6 +173,9 @@ type eventLoop struct {
 	queue   []loopCmd
 	nextID  uint64
 	stopped bool // no more relays are taken
+	// watches are the hangup watches, by token; under mu, as they are
+	// added and dropped by other goroutines.
+	watches map[uint64]*hangupWatch
 }
 
 // readyDirection is a direction waiting for another turn.
@@ -231,7 +234,7 @@ func newEventLoop(dones *sync.WaitGroup) (*eventLoop, error) {
 		_ = unix.Close(wake)
 		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
 	}
-	return &eventLoop{ep: ep, file: os.NewFile(uintptr(ep), "epoll"), wake: wake, dones: dones, events: make([]unix.EpollEvent, 256), relays: map[uint64]*Relay{}, nextID: 1}, nil
+	return &eventLoop{ep: ep, file: os.NewFile(uintptr(ep), "epoll"), wake: wake, dones: dones, events: make([]unix.EpollEvent, 256), relays: map[uint64]*Relay{}, watches: map[uint64]*hangupWatch{}, nextID: 1}, nil
 }
 
 // post queues c for the loop and wakes it. It reports false when the loop
@@ -318,6 +321,10 @@ func (l *eventLoop) serve(uintptr) bool {
 					l.ended = true
 					return true
 				}
+				continue
+			}
+			if tok&watchBit != 0 {
+				l.hangup(tok)
 				continue
 			}
 			r := l.relays[tok>>1]
@@ -419,12 +426,18 @@ func (l *eventLoop) add(r *Relay) {
 	r.readable(upstream, false)
 }
 
-// stopAll closes every relay on the loop, as a proxy shutdown would.
+// stopAll closes every relay on the loop, as a proxy shutdown would, and
+// drops its hangup watches.
 func (l *eventLoop) stopAll() {
 	for _, r := range l.relays {
 		r.Shutdown()
 		l.finish(r)
 	}
+	l.mu.Lock()
+	for tok, w := range l.watches {
+		l.unwatchLocked(tok, w)
+	}
+	l.mu.Unlock()
 }
 
 // finish closes both legs of r and reports its Result.

@@ -2,7 +2,10 @@
 
 package wsconn
 
-import "errors"
+import (
+	"errors"
+	"net"
+)
 
 // Poller relays connections on event loops where the platform has them
 // (Linux); elsewhere NewPoller fails and relays use goroutines.
@@ -36,3 +39,9 @@ func (l *eventLoop) post(loopCmd) bool { return false }
 func (r *Relay) abandon() {}
 
 func (w *frameWriter) writeNonblocking([]byte) error { return errors.ErrUnsupported }
+
+// WatchHangup reports that this platform has no event loops to watch
+// with.
+func (p *Poller) WatchHangup(net.Conn, func()) (func(), error) {
+	return nil, errors.ErrUnsupported
+}

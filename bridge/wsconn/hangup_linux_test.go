@@ -1,0 +1,117 @@
+package wsconn
+
+import (
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// openFDs counts the process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// TestWatchHangup: a watched socket's owner learns of its peer's FIN and
+// of a reset, and of nothing else: not of bytes the peer sends, not after
+// stop, not after the Poller closed. The watch's duplicate descriptor is
+// closed in every case, and the owner's socket keeps working.
+func TestWatchHangup(t *testing.T) {
+	const quiet = 200 * time.Millisecond
+	tests := []struct {
+		name   string
+		act    func(t *testing.T, peer *net.TCPConn, stop func(), p *Poller)
+		called bool
+		closed int // descriptors act closes itself (the peer, the Poller's two)
+	}{
+		{"FIN", func(t *testing.T, peer *net.TCPConn, _ func(), _ *Poller) { _ = peer.CloseWrite() }, true, 0},
+		{"reset", func(t *testing.T, peer *net.TCPConn, _ func(), _ *Poller) {
+			_ = peer.SetLinger(0)
+			_ = peer.Close()
+		}, true, 1},
+		{"bytes from the peer", func(t *testing.T, peer *net.TCPConn, _ func(), _ *Poller) {
+			if _, err := peer.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+		}, false, 0},
+		{"FIN after stop", func(t *testing.T, peer *net.TCPConn, stop func(), _ *Poller) {
+			stop()
+			_ = peer.CloseWrite()
+		}, false, 0},
+		{"FIN after Poller.Close", func(t *testing.T, peer *net.TCPConn, _ func(), p *Poller) {
+			_ = p.Close()
+			_ = peer.CloseWrite()
+		}, false, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := NewPoller(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			peer, own := tcpPair(t)
+			fds0 := openFDs(t)
+			gone := make(chan struct{}, 2)
+			stop, err := p.WatchHangup(own, func() { gone <- struct{}{} })
+			if err != nil {
+				t.Fatal(err)
+			}
+			fds := openFDs(t)
+			tc.act(t, peer, stop, p)
+			select {
+			case <-gone:
+				if !tc.called {
+					t.Fatal("gone was called")
+				}
+				if n, want := openFDs(t), fds-1-tc.closed; n != want {
+					t.Errorf("%d descriptors open after the hangup, want %d: the duplicate is not closed", n, want)
+				}
+			case <-time.After(quiet):
+				if tc.called {
+					t.Fatalf("gone was not called within %s", quiet)
+				}
+			}
+			stop() // idempotent, and harmless after gone
+			if n, want := openFDs(t), fds0-tc.closed; n != want {
+				t.Errorf("%d descriptors open after stop, want %d", n, want)
+			}
+			select {
+			case <-gone:
+				t.Fatal("gone was called twice")
+			default:
+			}
+			if tc.name != "reset" {
+				// The owner's socket is its own: it still writes.
+				if _, err := own.Write([]byte("x")); err != nil {
+					t.Errorf("write on the watched socket after the watch: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// TestWatchHangupRefusals: a closed Poller refuses new watches,
+// and a watch of a connection that is not TCP is refused.
+func TestWatchHangupRefusals(t *testing.T) {
+	p, err := NewPoller(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if _, err := p.WatchHangup(a, func() {}); err == nil {
+		t.Error("a net.Pipe was watched")
+	}
+	_ = p.Close()
+	_, own := tcpPair(t)
+	if _, err := p.WatchHangup(own, func() {}); err == nil {
+		t.Error("a closed Poller took a watch")
+	}
+}
