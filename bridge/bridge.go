@@ -104,6 +104,13 @@ type Options struct {
 	// hint so EventSource reconnects; the stream calls untrack when it
 	// ends. Nil means no registry.
 	Track func(end func()) (untrack func())
+	// Poller, if not nil, lets event streams on HTTP/1 connections
+	// outlive their handlers: the stream takes the connection over from
+	// net/http, writes the response itself, and the Poller tells it when
+	// the client leaves. net/http's goroutine, its background reader and
+	// its buffers (about 20 KiB a stream) are then gone. Nil keeps every
+	// stream in its handler, as HTTP/2 streams always are.
+	Poller *wsconn.Poller
 	// Logger receives the end-of-stream lines (Info) and session ends
 	// (Debug). The zero Logger logs nothing.
 	Logger zerolog.Logger
@@ -187,9 +194,19 @@ func setDefault[T comparable](v *T, def T) {
 // ServeHTTP serves the bridge's URL: GET with Accept: text/event-stream
 // streams, POST is the back-channel, OPTIONS a CORS preflight.
 func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.Serve(w, r, func() {})
+}
+
+// Serve is ServeHTTP for a caller that holds something for as long as the
+// request lasts, such as the proxy's connection slot: done is called once
+// the response is over, which for an event stream that outlives its
+// handler (see Options.Poller) is after Serve has returned.
+func (b *Bridge) Serve(w http.ResponseWriter, r *http.Request, done func()) {
 	switch r.Method {
 	case http.MethodGet:
-		b.serveStream(w, r)
+		if b.serveStream(w, r, done) {
+			return // done is the stream's now
+		}
 	case http.MethodPost:
 		b.serveSend(w, r)
 	case http.MethodOptions:
@@ -198,6 +215,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST, OPTIONS")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
+	done()
 }
 
 // Close ends every stream (with a retry: hint) and every session (the
@@ -256,11 +274,15 @@ func remoteIP(r *http.Request) string {
 // setCORS adds the CORS response headers when the request comes from an
 // origin allowed cross-origin.
 func (b *Bridge) setCORS(w http.ResponseWriter, r *http.Request) bool {
+	return b.setCORSHeaders(w.Header(), r)
+}
+
+// setCORSHeaders is setCORS for a response's headers h.
+func (b *Bridge) setCORSHeaders(h http.Header, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" || !b.opts.CORSOrigin(r) {
 		return false
 	}
-	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Set("Access-Control-Allow-Credentials", "true")
 	h.Add("Vary", "Origin")

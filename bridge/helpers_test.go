@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/streamgate/streamgate/bridge/wsconn"
 	"go.uber.org/goleak"
 )
 
@@ -206,8 +208,27 @@ type harness struct {
 
 // newHarness starts a bridge with opts (Upstream is filled in: the test
 // upstream at the same path and query, forwarding Cookie and
-// Authorization); configure, if any, runs on the server before it starts.
+// Authorization; Poller too, unless set: one of the harness's own, as the
+// proxy gives its bridges, so that HTTP/1 streams take their connections
+// over); configure, if any, runs on the server before it starts.
 func newHarness(t testing.TB, opts Options, configure ...func(*httptest.Server)) *harness {
+	if opts.Poller == nil {
+		p, err := wsconn.NewPoller(1)
+		if err == nil {
+			t.Cleanup(func() { _ = p.Close() }) // after the bridge's Close, which runs first
+			opts.Poller = p
+		}
+	}
+	return startHarness(t, opts, configure...)
+}
+
+// newHandlerHarness is newHarness without a Poller: every stream stays in
+// its handler, as on platforms without event loops.
+func newHandlerHarness(t testing.TB, opts Options, configure ...func(*httptest.Server)) *harness {
+	return startHarness(t, opts, configure...)
+}
+
+func startHarness(t testing.TB, opts Options, configure ...func(*httptest.Server)) *harness {
 	h := &harness{t: t, up: newTestUpstream(t)}
 	upURL := "ws" + strings.TrimPrefix(h.up.srv.URL, "http")
 	opts.Upstream = func(r *http.Request) (string, http.Header) {

@@ -18,13 +18,16 @@ import (
 // drainBatch is how many events a stream reads from the log at a time.
 const drainBatch = 64
 
-// stream is one SSE response attached to a session. Its handler goroutine
-// is the only one that touches the ResponseWriter.
+// stream is one SSE response attached to a session. One goroutine writes
+// it: its handler's, or, once the stream has taken its HTTP/1 connection
+// over (see hijack), one of its own.
 type stream struct {
 	b        *Bridge
-	w        http.ResponseWriter
+	w        http.ResponseWriter // nil once hijacked
 	rc       *http.ResponseController
-	r        *http.Request
+	r        *http.Request // nil once hijacked
+	path     string        // the request's escaped path, for the session event
+	gone     <-chan struct{}
 	sid      string
 	protocol string // the upstream's subprotocol, known for new sessions
 	sub      subscription
@@ -39,6 +42,19 @@ type stream struct {
 
 	buf []byte
 	evs []Event
+
+	// A hijacked stream writes conn itself: head is the response head,
+	// sent with the first write (nil once sent), chunked says the body is chunked
+	// (HTTP/1.1; an HTTP/1.0 body ends with the connection), out is the
+	// scratch a write is framed in, armed when the write deadline was last
+	// set, and unwatch ends the watch that closes gone.
+	conn    net.Conn
+	head    []byte
+	chunked bool
+	failed  bool // a write failed, perhaps mid-chunk
+	out     []byte
+	armed   time.Time
+	unwatch func()
 
 	bytes, events, replayed, lost int64
 	msgsUp0, bytesUp0             int64 // the session's back-channel counts at the first Read
@@ -58,31 +74,42 @@ type ending struct {
 // serveStream serves GET with Accept: text/event-stream: it resumes the
 // session named by Last-Event-ID or opens a new one, then streams until
 // the client leaves, the upstream closes, the stream is taken over, or the
-// proxy ends it.
-func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request) {
+// proxy ends it. It reports whether the stream goes on after it returns,
+// in a goroutine of its own that calls done at the end.
+func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request, done func()) bool {
 	if !b.opts.CheckOrigin(r) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
-		return
+		return false
 	}
 	if !acceptsEventStream(r) {
 		http.Error(w, "this URL serves text/event-stream", http.StatusNotAcceptable)
-		return
+		return false
 	}
 	if r.URL.Query().Get("sg_probe") == "1" {
 		b.serveProbe(w, r)
-		return
+		return false
 	}
 	if !b.enter() {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
+		return false
 	}
-	defer b.wg.Done()
-	st := &stream{b: b, w: w, rc: http.NewResponseController(w), r: r, ip: b.opts.ClientIP(r), start: time.Now()}
+	st := &stream{b: b, w: w, rc: http.NewResponseController(w), r: r, path: r.URL.EscapedPath(), gone: r.Context().Done(), ip: b.opts.ClientIP(r), start: time.Now()}
 	if status, err := st.attach(); err != nil {
 		b.refuse(w, r, status, err)
-		return
+		b.wg.Done()
+		return false
 	}
-	st.run()
+	if !st.hijack() {
+		st.run()
+		b.wg.Done()
+		return false
+	}
+	go func() {
+		st.run()
+		b.wg.Done()
+		done()
+	}()
+	return true
 }
 
 // attach resumes the session named by Last-Event-ID, or opens a new
@@ -201,6 +228,9 @@ func (st *stream) run() {
 	}
 	b.opts.Metrics.streamStarted()
 	e := st.loop(end.c)
+	if st.conn != nil {
+		st.closeConn(e)
+	}
 	st.sub.Detach()
 	b.opts.Metrics.streamEnded(e.by, e.slow)
 	st.logEnd(e)
@@ -221,7 +251,7 @@ func (st *stream) loop(end <-chan struct{}) ending {
 	defer renew.Stop()
 	for {
 		select {
-		case <-st.r.Context().Done():
+		case <-st.gone:
 			return ending{by: wsconn.ClosedByClient}
 		case <-end:
 			return st.shutdown()
@@ -255,13 +285,10 @@ const keepBuf = 4 << 10
 // that reconnects before the first message resumes this session (an id
 // field without data sets lastEventId and dispatches nothing).
 func (st *stream) writePreamble() error {
-	h := st.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache, no-transform")
-	h.Set("X-Accel-Buffering", "no")
-	st.b.setCORS(st.w, st.r)
-	st.w.WriteHeader(http.StatusOK)
-
+	if st.conn == nil {
+		st.setHeaders(st.w.Header())
+		st.w.WriteHeader(http.StatusOK)
+	}
 	b := st.buf[:0]
 	if n := st.b.opts.Padding; n > 0 {
 		b = append(b, ':')
@@ -271,7 +298,7 @@ func (st *stream) writePreamble() error {
 		b = append(b, '\n')
 	}
 	b = appendRetry(b, st.b.opts.Retry)
-	b = appendNamed(b, "session", sessionJSON(st.sid, st.r.URL.EscapedPath(), st.protocol))
+	b = appendNamed(b, "session", sessionJSON(st.sid, st.path, st.protocol))
 	if st.lostSession {
 		b = appendNamed(b, "gap", gapJSON(-1))
 		st.lost = -1
@@ -284,6 +311,14 @@ func (st *stream) writePreamble() error {
 	}
 	st.buf = b
 	return st.write(b)
+}
+
+// setHeaders sets the stream's response headers in h.
+func (st *stream) setHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	st.b.setCORSHeaders(h, st.r)
 }
 
 func appendRetry(b []byte, d time.Duration) []byte {
@@ -421,6 +456,9 @@ func (st *stream) writeFailed(err error) ending {
 // cleared afterwards: on HTTP/2 a deadline that passes resets the stream
 // even when no write is waiting.
 func (st *stream) write(p []byte) error {
+	if st.conn != nil {
+		return st.writeConn(p)
+	}
 	_ = st.rc.SetWriteDeadline(time.Now().Add(st.b.opts.WriteTimeout))
 	_, err := st.w.Write(p)
 	if err == nil {

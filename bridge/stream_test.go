@@ -13,81 +13,91 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// TestStreamWireProtocol checks DESIGN.md's wire protocol on a stream that
+// takes its connection over (the proxy's) and on one that stays in its
+// handler.
 func TestStreamWireProtocol(t *testing.T) {
-	h := newHarness(t, Options{Padding: 64, Retry: 1500 * time.Millisecond})
-	s := h.stream("/ws/feed?room=7", nil)
-	up := h.up.next(t)
-	if got, want := up.r.URL.String(), "/ws/feed?room=7"; got != want {
-		t.Errorf("upstream URL %q, want %q", got, want)
-	}
-
-	for k, want := range map[string]string{
-		"Content-Type":      "text/event-stream",
-		"Cache-Control":     "no-cache, no-transform",
-		"X-Accel-Buffering": "no",
-		"Connection":        "",
+	for name, start := range map[string]func(testing.TB, Options, ...func(*httptest.Server)) *harness{
+		"hijacked": newHarness,
+		"handler":  newHandlerHarness,
 	} {
-		if got := s.resp.Header.Get(k); got != want {
-			t.Errorf("header %s: %q, want %q", k, got, want)
-		}
-	}
-
-	pad := s.next()
-	if want := ":" + strings.Repeat(" ", 62) + "\n"; !strings.HasPrefix(pad.raw, want) || len(pad.comment) != 1 {
-		t.Errorf("padding block %q, want a %d-byte comment", pad.raw, 64)
-	}
-	if pad.retry != "1500" {
-		// The padding comment and retry: share the first block.
-		t.Errorf("retry %q, want 1500 (block %q)", pad.retry, pad.raw)
-	}
-	sess := s.next()
-	sid, _, _ := strings.Cut(strings.TrimPrefix(sess.data, `{"session":"`), `"`)
-	if want := "event: session\ndata: {\"session\":\"" + sid + "\",\"send\":\"/ws/feed?sg_session=" + sid + "\"}\n\n"; sess.raw != want {
-		t.Errorf("session event %q, want %q", sess.raw, want)
-	}
-	if !validSessionID(sid) {
-		t.Errorf("session id %q is not 32 hex digits", sid)
-	}
-	if idOnly := s.next(); idOnly.raw != "id: "+sid+".0\n\n" {
-		t.Errorf("id block %q, want %q", idOnly.raw, "id: "+sid+".0\n\n")
-	}
-
-	msgs := []struct {
-		binary bool
-		data   string
-		raw    string // the expected block after the id line
-		want   string // what an EventSource gets as event.data
-	}{
-		{false, "hello", "data: hello\n\n", "hello"},
-		{false, "a\nb", "data: a\ndata: b\n\n", "a\nb"},
-		{false, "a\n\nevent: close\ndata: forged", "data: a\ndata: \ndata: event: close\ndata: data: forged\n\n", "a\n\nevent: close\ndata: forged"},
-		{false, "x\r\ny\rz", "data: x\ndata: y\ndata: z\n\n", "x\ny\nz"},
-		{false, "", "data: \n\n", ""},
-		{false, "id: 99\nretry: 1", "data: id: 99\ndata: retry: 1\n\n", "id: 99\nretry: 1"},
-		{true, "\x00\x01\x02\xff", "data: AAEC/w==\n\n", "AAEC/w=="},
-	}
-	for _, m := range msgs {
-		up.send(t, m.binary, m.data)
-	}
-	for i, m := range msgs {
-		ev := s.next()
-		id := fmt.Sprintf("%s.%d", sid, i+1)
-		want := "id: " + id + "\n" + m.raw
-		wantEvent := ""
-		if m.binary {
-			want, wantEvent = "event: binary\n"+want, "binary"
-		}
-		if ev.raw != want {
-			t.Errorf("message %d: block %q, want %q", i+1, ev.raw, want)
-		}
-		if ev.data != m.want || ev.id != id || ev.event != wantEvent {
-			t.Errorf("message %d: event %q id %q data %q, want %q %q %q", i+1, ev.event, ev.id, ev.data, wantEvent, id, m.want)
-		}
-		if m.binary {
-			if got, _ := base64.StdEncoding.DecodeString(ev.data); string(got) != m.data {
-				t.Errorf("binary message decodes to %q, want %q", got, m.data)
+		t.Run(name, func(t *testing.T) {
+			h := start(t, Options{Padding: 64, Retry: 1500 * time.Millisecond})
+			s := h.stream("/ws/feed?room=7", nil)
+			up := h.up.next(t)
+			if got, want := up.r.URL.String(), "/ws/feed?room=7"; got != want {
+				t.Errorf("upstream URL %q, want %q", got, want)
 			}
-		}
+
+			for k, want := range map[string]string{
+				"Content-Type":      "text/event-stream",
+				"Cache-Control":     "no-cache, no-transform",
+				"X-Accel-Buffering": "no",
+				"Connection":        "",
+			} {
+				if got := s.resp.Header.Get(k); got != want {
+					t.Errorf("header %s: %q, want %q", k, got, want)
+				}
+			}
+
+			pad := s.next()
+			if want := ":" + strings.Repeat(" ", 62) + "\n"; !strings.HasPrefix(pad.raw, want) || len(pad.comment) != 1 {
+				t.Errorf("padding block %q, want a %d-byte comment", pad.raw, 64)
+			}
+			if pad.retry != "1500" {
+				// The padding comment and retry: share the first block.
+				t.Errorf("retry %q, want 1500 (block %q)", pad.retry, pad.raw)
+			}
+			sess := s.next()
+			sid, _, _ := strings.Cut(strings.TrimPrefix(sess.data, `{"session":"`), `"`)
+			if want := "event: session\ndata: {\"session\":\"" + sid + "\",\"send\":\"/ws/feed?sg_session=" + sid + "\"}\n\n"; sess.raw != want {
+				t.Errorf("session event %q, want %q", sess.raw, want)
+			}
+			if !validSessionID(sid) {
+				t.Errorf("session id %q is not 32 hex digits", sid)
+			}
+			if idOnly := s.next(); idOnly.raw != "id: "+sid+".0\n\n" {
+				t.Errorf("id block %q, want %q", idOnly.raw, "id: "+sid+".0\n\n")
+			}
+
+			msgs := []struct {
+				binary bool
+				data   string
+				raw    string // the expected block after the id line
+				want   string // what an EventSource gets as event.data
+			}{
+				{false, "hello", "data: hello\n\n", "hello"},
+				{false, "a\nb", "data: a\ndata: b\n\n", "a\nb"},
+				{false, "a\n\nevent: close\ndata: forged", "data: a\ndata: \ndata: event: close\ndata: data: forged\n\n", "a\n\nevent: close\ndata: forged"},
+				{false, "x\r\ny\rz", "data: x\ndata: y\ndata: z\n\n", "x\ny\nz"},
+				{false, "", "data: \n\n", ""},
+				{false, "id: 99\nretry: 1", "data: id: 99\ndata: retry: 1\n\n", "id: 99\nretry: 1"},
+				{true, "\x00\x01\x02\xff", "data: AAEC/w==\n\n", "AAEC/w=="},
+			}
+			for _, m := range msgs {
+				up.send(t, m.binary, m.data)
+			}
+			for i, m := range msgs {
+				ev := s.next()
+				id := fmt.Sprintf("%s.%d", sid, i+1)
+				want := "id: " + id + "\n" + m.raw
+				wantEvent := ""
+				if m.binary {
+					want, wantEvent = "event: binary\n"+want, "binary"
+				}
+				if ev.raw != want {
+					t.Errorf("message %d: block %q, want %q", i+1, ev.raw, want)
+				}
+				if ev.data != m.want || ev.id != id || ev.event != wantEvent {
+					t.Errorf("message %d: event %q id %q data %q, want %q %q %q", i+1, ev.event, ev.id, ev.data, wantEvent, id, m.want)
+				}
+				if m.binary {
+					if got, _ := base64.StdEncoding.DecodeString(ev.data); string(got) != m.data {
+						t.Errorf("binary message decodes to %q, want %q", got, m.data)
+					}
+				}
+			}
+		})
 	}
 }
 

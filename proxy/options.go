@@ -142,6 +142,7 @@ func (s *Server) bridgeFor(cfg *config.Config, t *routeTable, rt *route, dialer 
 		},
 		ClientIP: t.trusted.clientIP,
 		Track:    func(end func()) func() { return s.conns.track("sse", end) },
+		Poller:   s.poller,
 		Logger:   s.logger,
 		Metrics:  s.bridgeMetrics,
 	})

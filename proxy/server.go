@@ -67,21 +67,22 @@ func New(cfg *config.Config, logger zerolog.Logger) (*Server, error) {
 	s.metrics = newMetrics(s.registry)
 	s.relayMetrics = s.metrics.relayMetrics()
 	s.bridgeMetrics, s.bridgeLegMetrics = s.metrics.bridgeMetrics(s.registry)
-	if _, err := s.swapTable(cfg); err != nil {
-		return nil, err
-	}
-
-	if err := s.listen(cfg); err != nil {
-		s.closeListeners()
-		return nil, err
-	}
 	var err error
 	if s.poller, err = wsconn.NewPoller(0); err != nil {
 		if !errors.Is(err, errors.ErrUnsupported) {
-			s.closeListeners()
 			return nil, fmt.Errorf("start event loops: %w", err)
 		}
-		s.poller = nil // WebSockets are relayed by goroutines
+		s.poller = nil // WebSockets are relayed by goroutines, streams stay in their handlers
+	}
+	if _, err := s.swapTable(cfg); err != nil {
+		_ = s.poller.Close()
+		return nil, err
+	}
+	if err := s.listen(cfg); err != nil {
+		s.closeListeners()
+		s.closeBridges()
+		_ = s.poller.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -336,11 +337,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	defer release()
 	if rt.bridge != nil && isBridgeRequest(r) {
-		rt.bridge.ServeHTTP(w, r)
+		rt.bridge.Serve(w, r, release) // a stream may outlive this handler
 		return
 	}
+	defer release()
 	rt.http.ServeHTTP(w, r)
 }
 
