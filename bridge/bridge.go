@@ -135,6 +135,8 @@ type Bridge struct {
 	closing  bool
 	wg       sync.WaitGroup // every session's upstream reader and every stream
 	closeOne sync.Once
+
+	chunks sync.Pool // *[]byte: the buffers hijacked streams frame their writes in
 }
 
 // New returns a Bridge for opts, with defaults filled in. Its session

@@ -80,6 +80,10 @@ func responseHead(h http.Header, chunked bool) []byte {
 	return b.Bytes()
 }
 
+// maxPooledChunk is the largest framed write whose buffer goes back to
+// the Bridge's pool: a batch of events (maxWrite) and its framing.
+const maxPooledChunk = maxWrite + 1<<10
+
 // writeConn writes p to a hijacked stream's connection (after the response
 // head, on the first call) as one chunk, within WriteTimeout. The deadline
 // is set again only once a sixteenth of it has passed, so that a write
@@ -87,7 +91,11 @@ func responseHead(h http.Header, chunked bool) []byte {
 // runtime timer for every event; nothing but the stream writes this
 // connection, so a deadline that passes between writes harms nothing.
 func (st *stream) writeConn(p []byte) error {
-	b := append(st.out[:0], st.head...)
+	bp, _ := st.b.chunks.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	b := append((*bp)[:0], st.head...)
 	st.head = nil
 	if st.chunked {
 		b = strconv.AppendUint(b, uint64(len(p)), 16)
@@ -103,9 +111,9 @@ func (st *stream) writeConn(p []byte) error {
 		st.armed = now
 	}
 	_, err := st.conn.Write(b)
-	st.out = b[:0]
-	if cap(b) > keepBuf {
-		st.out = nil
+	if cap(b) <= maxPooledChunk {
+		*bp = b[:0]
+		st.b.chunks.Put(bp)
 	}
 	if err != nil {
 		st.failed = true

@@ -44,15 +44,14 @@ type stream struct {
 	evs []Event
 
 	// A hijacked stream writes conn itself: head is the response head,
-	// sent with the first write (nil once sent), chunked says the body is chunked
-	// (HTTP/1.1; an HTTP/1.0 body ends with the connection), out is the
-	// scratch a write is framed in, armed when the write deadline was last
-	// set, and unwatch ends the watch that closes gone.
+	// sent with the first write (nil once sent); chunked says the body
+	// is chunked (HTTP/1.1; an HTTP/1.0 body ends with the connection);
+	// armed is when the write deadline was last set; unwatch ends the
+	// watch that closes gone.
 	conn    net.Conn
 	head    []byte
 	chunked bool
 	failed  bool // a write failed, perhaps mid-chunk
-	out     []byte
 	armed   time.Time
 	unwatch func()
 

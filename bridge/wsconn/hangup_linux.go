@@ -20,7 +20,7 @@ var errPollerClosed = errors.New("wsconn: poller is closed")
 // hangupWatch is a socket that a loop watches for its peer's end only: its
 // owner writes the socket itself and reads nothing from it.
 type hangupWatch struct {
-	fd   int // a duplicate of the socket, in the loop's epoll set
+	fd   int // the owner's descriptor of the socket, in the loop's epoll set too
 	gone func()
 }
 
@@ -30,14 +30,16 @@ type hangupWatch struct {
 // need a goroutine blocked in a read to learn that its client left. Bytes
 // the peer sends are left unread and wake nobody. gone runs on an event
 // loop's goroutine, so it must not block; closing a channel is the
-// intended use. stop ends the watch (gone is then not called, unless it
-// already has been); call it before closing c. A watch ends without
-// calling gone when the Poller closes.
+// intended use. The watch costs no descriptor: the loop's epoll set holds
+// c's own, next to Go's netpoller, which goes on serving c's writes. stop
+// ends the watch (gone is then not called, unless it already has been);
+// it must be called before c is closed, as the loop uses c's descriptor
+// until then. A watch ends without calling gone when the Poller closes.
 func (p *Poller) WatchHangup(c net.Conn, gone func()) (stop func(), err error) {
 	if p == nil {
 		return nil, errors.ErrUnsupported
 	}
-	fd, err := dupSocket(c)
+	fd, err := socketFD(c)
 	if err != nil {
 		return nil, fmt.Errorf("watch hangup: %w", err)
 	}
@@ -45,7 +47,6 @@ func (p *Poller) WatchHangup(c net.Conn, gone func()) (stop func(), err error) {
 	w := &hangupWatch{fd: fd, gone: gone}
 	tok, err := l.watch(w)
 	if err != nil {
-		_ = unix.Close(fd)
 		return nil, fmt.Errorf("watch hangup: %w", err)
 	}
 	return func() {
@@ -90,12 +91,27 @@ func (l *eventLoop) hangup(tok uint64) {
 	}
 }
 
-// unwatchLocked removes w from the epoll set and closes its duplicate.
-// The removal must come first: the socket stays open through its owner's
-// descriptor, and epoll keeps a registration for as long as the socket
-// lives. Callers hold mu.
+// unwatchLocked removes w from the epoll set; its owner closes the
+// socket. Callers hold mu.
 func (l *eventLoop) unwatchLocked(tok uint64, w *hangupWatch) {
 	delete(l.watches, tok)
 	_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, w.fd, nil)
-	_ = unix.Close(w.fd)
+}
+
+// socketFD returns the descriptor of c, a TCP connection. It stays c's:
+// valid until c is closed.
+func socketFD(c net.Conn) (int, error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return -1, errors.New("not a TCP connection")
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
 }

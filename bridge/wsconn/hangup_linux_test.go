@@ -19,8 +19,8 @@ func openFDs(t *testing.T) int {
 
 // TestWatchHangup: a watched socket's owner learns of its peer's FIN and
 // of a reset, and of nothing else: not of bytes the peer sends, not after
-// stop, not after the Poller closed. The watch's duplicate descriptor is
-// closed in every case, and the owner's socket keeps working.
+// stop, not after the Poller closed. The watch opens no descriptor, and
+// the owner's socket keeps working.
 func TestWatchHangup(t *testing.T) {
 	const quiet = 200 * time.Millisecond
 	tests := []struct {
@@ -63,14 +63,17 @@ func TestWatchHangup(t *testing.T) {
 				t.Fatal(err)
 			}
 			fds := openFDs(t)
+			if fds != fds0 {
+				t.Errorf("%d descriptors open with the watch, %d before", fds, fds0)
+			}
 			tc.act(t, peer, stop, p)
 			select {
 			case <-gone:
 				if !tc.called {
 					t.Fatal("gone was called")
 				}
-				if n, want := openFDs(t), fds-1-tc.closed; n != want {
-					t.Errorf("%d descriptors open after the hangup, want %d: the duplicate is not closed", n, want)
+				if n, want := openFDs(t), fds-tc.closed; n != want {
+					t.Errorf("%d descriptors open after the hangup, want %d", n, want)
 				}
 			case <-time.After(quiet):
 				if tc.called {
