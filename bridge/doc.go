@@ -123,6 +123,16 @@
 // complete, is dropped, and its client resumes from the log. The upstream
 // is never blocked by a browser.
 //
+// With Options.Poller, a stream on an HTTP/1 connection takes the
+// connection over (http.ResponseController.Hijack) once its session is
+// attached, writes the response head and the chunked framing itself, and
+// runs in a goroutine of its own after its handler has returned:
+// net/http's goroutine, background reader and buffers are freed. The
+// Poller watches the socket for the client's FIN or reset, which is how
+// the stream learns that its client left. The connection is closed after
+// the stream (the head says Connection: close). Serve hands such a stream
+// the caller's done function. HTTP/2 streams stay in their handlers.
+//
 // # Shutdown
 //
 // Options.Track registers every stream with the proxy's connection
