@@ -471,3 +471,37 @@ func TestSSEUpstreamRefusalIsLogged(t *testing.T) {
 		t.Errorf("log line: %v", line)
 	}
 }
+
+// TestSSEStreamHoldsItsConnectionSlot: an event stream, which outlives its
+// handler once it has taken its HTTP/1 connection over, counts against
+// max_connections until it ends, and frees its slot when its client
+// leaves.
+func TestSSEStreamHoldsItsConnectionSlot(t *testing.T) {
+	_, upstream := newPushBackend(t)
+	cfg := testConfig(upstream)
+	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
+	cfg.Limits = config.Limits{MaxConnections: 1}
+	logs, logger := newLogLines(t)
+	srv := startProxy(t, cfg, logger)
+
+	st := openSSE(t, httpURL(srv, "/live/feed"), nil)
+	if ev := st.next(t); ev.event != "session" {
+		t.Fatalf("first event %+v", ev)
+	}
+	if code, _ := get(t, httpURL(srv, "/.streamgate/client.js")); code != http.StatusServiceUnavailable {
+		t.Fatalf("a request beside the open stream: %d, want 503 (max_connections 1)", code)
+	}
+	st.resp.Body.Close()
+	logs.wait(t, 5*time.Second, func(m map[string]any) bool { return m["kind"] == "sse" && m["closed_by"] == "client" })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, _ := get(t, httpURL(srv, "/.streamgate/client.js"))
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the stream ended: %d, want 200: its slot was not freed", code)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
