@@ -515,7 +515,7 @@ func (r *Relay) readable(s side, hup bool) {
 		}
 		fr.makeRoom(need)
 		space := len(fr.buf) - fr.w
-		n, errno := rawIO(unix.SYS_READ, fd, fr.buf[fr.w:])
+		n, errno := recvRaw(fd, fr.buf[fr.w:])
 		switch {
 		case errno == unix.EINTR:
 			continue
@@ -554,7 +554,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 func (r *Relay) discardRefused(d *direction, fd int) {
 	var b [4096]byte
 	for {
-		n, errno := rawIO(unix.SYS_READ, fd, b[:])
+		n, errno := recvRaw(fd, b[:])
 		switch {
 		case errno == unix.EINTR:
 			continue
@@ -622,10 +622,19 @@ func (r *Relay) resume() {
 	}
 }
 
-// rawIO is a read or write (op) on a non-blocking socket, without the
-// scheduler's bookkeeping for a call that might block: these never do.
-func rawIO(op uintptr, fd int, b []byte) (int, unix.Errno) {
-	n, _, e := unix.RawSyscall(op, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+// recvRaw reads from a non-blocking socket. It is recvfrom rather than
+// read, which skips the file layer the kernel walks for a read, and is
+// made without the scheduler's bookkeeping for a call that might block:
+// it never does.
+func recvRaw(fd int, b []byte) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0, 0, 0)
+	return int(n), e
+}
+
+// sendRaw writes to a non-blocking socket, as recvRaw reads; MSG_NOSIGNAL
+// spares a reset peer's socket the SIGPIPE a write would raise.
+func sendRaw(fd int, b []byte) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
 	return int(n), e
 }
 
@@ -642,7 +651,7 @@ func (w *frameWriter) writeNonblocking(frame []byte) error {
 	}
 	n := 0
 	for n < len(frame) {
-		m, errno := rawIO(unix.SYS_WRITE, w.fd, frame[n:])
+		m, errno := sendRaw(w.fd, frame[n:])
 		switch {
 		case errno == unix.EINTR:
 			continue
@@ -675,7 +684,7 @@ func (w *frameWriter) flush() (bool, error) {
 		return false, nil
 	}
 	for len(w.pending) > 0 && !w.broken && w.fd >= 0 {
-		m, errno := rawIO(unix.SYS_WRITE, w.fd, w.pending)
+		m, errno := sendRaw(w.fd, w.pending)
 		switch {
 		case errno == unix.EINTR:
 			continue
