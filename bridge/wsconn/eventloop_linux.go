@@ -678,6 +678,12 @@ func (w *frameWriter) writeNonblocking(frame []byte) error {
 // lock: a writer off the loop may be making a backlog as the socket's
 // EPOLLOUT comes. It reports whether it wrote the last of one.
 func (w *frameWriter) flush() (bool, error) {
+	if !w.backlog.Load() {
+		// Most EPOLLOUTs come with data to read, not for a backlog. One a
+		// writer makes after this check got EAGAIN, so its EPOLLOUT is yet
+		// to come.
+		return false, nil
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.pending) == 0 {
