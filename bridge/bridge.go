@@ -108,7 +108,8 @@ type Options struct {
 	// outlive their handlers: the stream takes the connection over from
 	// net/http, writes the response itself, and the Poller tells it when
 	// the client leaves. net/http's goroutine, its background reader and
-	// its buffers (about 20 KiB a stream) are then gone. Nil keeps every
+	// its buffers (about 20 KiB a stream) are then gone, and an idle
+	// stream holds no goroutine. Nil keeps every
 	// stream in its handler, as HTTP/2 streams always are.
 	Poller *wsconn.Poller
 	// Logger receives the end-of-stream lines (Info) and session ends
@@ -128,9 +129,8 @@ type Bridge struct {
 	log       zerolog.Logger
 	streamSeq atomic.Uint64 // numbers streams in their log lines' conn
 
-	done     chan struct{} // closed by Close: streams end, no new sessions
 	ctx      context.Context
-	cancel   context.CancelFunc // cancels ctx, which bounds upstream dials, when Close starts
+	cancel   context.CancelFunc // cancels ctx, which bounds upstream dials and ends streams, when Close starts
 	mu       sync.Mutex         // guards closing and wg.Add against Close's wg.Wait
 	closing  bool
 	wg       sync.WaitGroup // every session's upstream reader and every stream
@@ -180,7 +180,6 @@ func New(opts Options) (*Bridge, error) {
 		queueLen: opts.QueueLen,
 		store:    newMemStore(opts.MaxSessions, opts.Replay, opts.ReplayBytes, opts.SessionTTL, opts.BindIP),
 		log:      opts.Logger.With().Str("component", "bridge").Str("route", opts.Route).Logger(),
-		done:     make(chan struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
 	}, nil
@@ -230,7 +229,6 @@ func (b *Bridge) Close() {
 		b.closing = true
 		b.mu.Unlock()
 		b.cancel()
-		close(b.done)
 		b.store.Close()
 	})
 	b.wg.Wait()

@@ -115,23 +115,28 @@
 // Each session has one goroutine, the upstream reader, which appends every
 // message to the log and never waits for a stream. Pings come from the
 // leg's timer (wsconn.Leg); back-channel writes are serialised by the leg,
-// so gorilla's one-writer rule holds. Each stream is its HTTP handler's
-// goroutine, the only one to write its ResponseWriter; its queue is a
-// window on the replay log: a stream more than Options.QueueLen live
-// events behind, or whose write (each with its own deadline,
-// Options.WriteTimeout, set through http.ResponseController) does not
-// complete, is dropped, and its client resumes from the log. The upstream
-// is never blocked by a browser.
+// so gorilla's one-writer rule holds. A stream is driven by events: the
+// store's wake-up (news in the log, a takeover, expiry), the client
+// leaving, the proxy ending it, its heartbeat and TTL-renewal timers. Each
+// posts a bit to the stream's state word, and a turn handles what was
+// posted, one turn at a time, so one goroutine at a time writes the
+// stream. Its queue is a window on the replay log: a stream more than
+// Options.QueueLen live events behind, or whose write (each with its own
+// deadline, Options.WriteTimeout) does not complete, is dropped, and its
+// client resumes from the log. The upstream is never blocked by a browser.
 //
-// With Options.Poller, a stream on an HTTP/1 connection takes the
-// connection over (http.ResponseController.Hijack) once its session is
-// attached, writes the response head and the chunked framing itself, and
-// runs in a goroutine of its own after its handler has returned:
-// net/http's goroutine, background reader and buffers are freed. The
-// Poller watches the socket for the client's FIN or reset, which is how
-// the stream learns that its client left. The connection is closed after
-// the stream (the head says Connection: close). Serve hands such a stream
-// the caller's done function. HTTP/2 streams stay in their handlers.
+// Without Options.Poller, and always on HTTP/2, a stream's turns run in
+// its HTTP handler, the only goroutine to write its ResponseWriter. With a
+// Poller, a stream on an HTTP/1 connection takes the connection over
+// (http.ResponseController.Hijack) once its session is attached, writes
+// the response head and the chunked framing itself, and outlives its
+// handler: net/http's goroutine, background reader and buffers are freed,
+// and each later turn runs on a goroutine started for it that exits once
+// nothing is left to do, so an idle stream holds no goroutine. The Poller
+// watches the socket for the client's FIN or reset, which is how the
+// stream learns that its client left. The connection is closed after the
+// stream (the head says Connection: close). Serve hands such a stream the
+// caller's done function.
 //
 // # Shutdown
 //

@@ -35,20 +35,18 @@ func (st *stream) hijack() bool {
 	st.conn, st.chunked = conn, st.r.ProtoAtLeast(1, 1)
 	st.head = responseHead(h, st.chunked)
 	st.w, st.rc, st.r = nil, nil, nil // they hold net/http's connection state
-	gone := make(chan struct{})
-	st.gone = gone
 	raw := conn
 	if tc, ok := conn.(*tls.Conn); ok {
 		raw = tc.NetConn() // the FIN and the reset come on the TCP connection
 	}
-	stop, err := p.WatchHangup(raw, func() { close(gone) })
+	stop, err := p.WatchHangup(raw, func() { st.post(evGone) })
 	if err != nil {
 		// Not a TCP connection, or the Poller is closing: a reader
 		// waits for the end instead.
 		st.b.log.Debug().Err(err).Msg("sse stream watched by a reader goroutine")
 		st.unwatch = func() {}
 		go func() {
-			defer close(gone)
+			defer st.post(evGone)
 			var b [512]byte
 			for {
 				if _, err := conn.Read(b[:]); err != nil {
@@ -128,10 +126,8 @@ func (st *stream) writeConn(p []byte) error {
 // the connection.
 func (st *stream) closeConn(e ending) {
 	st.unwatch()
-	select {
-	case <-st.gone:
+	if st.clientLeft || st.state.Load()&evGone != 0 {
 		e.by = wsconn.ClosedByClient
-	default:
 	}
 	if st.chunked && st.head == nil && !st.failed && e.by != wsconn.ClosedByClient && !e.slow {
 		_ = st.conn.SetWriteDeadline(time.Now().Add(st.b.opts.WriteTimeout))

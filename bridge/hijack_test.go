@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/textproto"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,70 @@ func TestServeDoneOutlivesHandler(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("no done after the stream ended")
+	}
+}
+
+// streamGoroutines counts the goroutines running a stream: in one of its
+// methods, or in its handler.
+func streamGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "bridge.(*stream).") || strings.Contains(g, "bridge.(*Bridge).serveStream") {
+			count++
+		}
+	}
+	return count
+}
+
+// TestIdleHijackedStreamsHoldNoGoroutine: a hijacked stream runs a
+// goroutine only while it has something to do. Streams that got their
+// session, an event and heartbeats, and wait for the next, hold none; a
+// stream that stays in its handler holds that one.
+func TestIdleHijackedStreamsHoldNoGoroutine(t *testing.T) {
+	const n = 20
+	for _, hijacked := range []bool{true, false} {
+		t.Run(map[bool]string{true: "hijacked", false: "handler"}[hijacked], func(t *testing.T) {
+			opts := Options{Heartbeat: 30 * time.Millisecond}
+			h := map[bool]func(testing.TB, Options, ...func(*httptest.Server)) *harness{true: newHarness, false: newHandlerHarness}[hijacked](t, opts)
+			for range n {
+				var body io.Reader
+				if hijacked {
+					_, br, _ := dialRawStream(t, h, 1)
+					body = httputil.NewChunkedReader(br)
+				} else {
+					s := h.stream("/ws", nil)
+					t.Cleanup(s.close)
+					s.session()
+					h.up.next(t).send(t, false, "hello")
+					if ev := s.nextEvent(); ev.data != "hello" {
+						t.Fatalf("event %+v", ev)
+					}
+					continue
+				}
+				readUntil(t, body, "event: session\n")
+				h.up.next(t).send(t, false, "hello")
+				readUntil(t, body, "data: hello\n\n")
+				readUntil(t, body, ": ping\n\n")
+			}
+			want := map[bool]int{true: 0, false: n}[hijacked]
+			deadline := time.Now().Add(wait)
+			got := streamGoroutines()
+			for got != want && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+				got = streamGoroutines()
+			}
+			if got != want {
+				t.Errorf("%d goroutines run the %d idle streams, want %d", got, n, want)
+			}
+		})
 	}
 }

@@ -289,7 +289,10 @@ func (g *gate) dial(ctx context.Context, network, addr string) (net.Conn, error)
 
 func (c *gateConn) Write(p []byte) (int, error) {
 	if c.g.armed.Load() {
-		signal(c.g.held)
+		select {
+		case c.g.held <- struct{}{}:
+		default:
+		}
 		select {
 		case <-c.g.released:
 		case <-c.closed:

@@ -180,14 +180,14 @@ func (o *once) close() { o.o.Do(func() { close(o.c) }) }
 var bridgeParams = []string{"sg_protocols", "sg_session", "sg_probe", "lastEventId"}
 
 // startSession dials the upstream for r, registers a new session and
-// attaches the stream to it. On failure it returns the status to answer
-// with: the upstream's own for a refused handshake (502 if that was not
+// attaches the stream to it, with wake as in store.Attach. On failure it
+// returns the status to answer with: the upstream's own for a refused handshake (502 if that was not
 // an error status), 504 for a dial timeout, 502 otherwise, 503 when the
 // table is full (checked before the dial too, so that a full table costs
 // the upstream nothing; a table that filled during the dial sends the
 // dialled upstream 1013 "try again later") or the bridge is closing (1001
 // "going away").
-func (b *Bridge) startSession(r *http.Request, clientIP string) (sid, protocol string, sub subscription, status int, err error) {
+func (b *Bridge) startSession(r *http.Request, clientIP string, wake func()) (sid, protocol string, sub subscription, status int, err error) {
 	if err := b.store.CanCreate(); err != nil {
 		return "", "", nil, http.StatusServiceUnavailable, fmt.Errorf("no room for a new session: %w", err)
 	}
@@ -221,7 +221,7 @@ func (b *Bridge) startSession(r *http.Request, clientIP string) (sid, protocol s
 	}
 	b.wg.Add(1) // the calling stream holds the WaitGroup above zero
 	go s.copyFromUpstream()
-	if sub, err = b.store.Attach(sid, clientIP); err != nil {
+	if sub, err = b.store.Attach(sid, clientIP, wake); err != nil {
 		return "", "", nil, http.StatusServiceUnavailable, err // evicted at once: the bridge is closing
 	}
 	return sid, conn.Subprotocol(), sub, 0, nil

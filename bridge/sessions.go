@@ -56,7 +56,7 @@ func keyOf(id string) tableKey {
 // The expirable LRU's TTL runs from the last Add: Attach, Renew and Detach
 // re-Add the session (Get does not renew). Its evict callback runs under
 // the LRU's lock, so it only flags the session and signals (owner.Expire
-// cancels a context, the stream's wake channel gets a token). Its cleaner
+// cancels a context, the stream's wake function posts an event). Its cleaner
 // goroutine cannot be stopped in golang-lru v2.0.7: each store leaves one
 // goroutine behind, which is why there is one store per Bridge and never
 // one per session.
@@ -109,16 +109,8 @@ type memSession struct {
 // memSub is a memSession's subscription.
 type memSub struct {
 	s    *memSession
-	wake chan struct{}
-	end  error // guarded by s.mu
-}
-
-// signal wakes the reader of c without ever blocking.
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
+	wake func() // the stream's: see store.Attach
+	end  error  // guarded by s.mu
 }
 
 // evicted is the table's evict callback. It runs under the LRU's lock:
@@ -132,7 +124,7 @@ func (m *memStore) evicted(_ tableKey, s *memSession) {
 	s.gone = true
 	if s.sub != nil {
 		s.sub.end = errExpired
-		signal(s.sub.wake)
+		s.sub.wake()
 	}
 	s.mu.Unlock()
 	s.owner.Expire()
@@ -244,21 +236,21 @@ func (m *memStore) idleVictim() (tableKey, bool) {
 	return tableKey{}, false
 }
 
-func (m *memStore) Attach(id, clientIP string) (subscription, error) {
+func (m *memStore) Attach(id, clientIP string, wake func()) (subscription, error) {
 	s, ok := m.lookup(id)
 	if ok {
-		sub := &memSub{s: s, wake: make(chan struct{}, 1)}
+		sub := &memSub{s: s, wake: wake}
 		s.mu.Lock()
 		if !s.gone && (!m.bindIP || s.ip == "" || s.ip == clientIP) {
 			old := s.sub
 			s.sub, s.ip = sub, clientIP
 			if old != nil {
 				old.end = errTakenOver
-				signal(old.wake)
+				old.wake()
 			}
 			s.mu.Unlock()
 			m.renew(s)
-			signal(sub.wake)
+			sub.wake()
 			return sub, nil
 		}
 		s.mu.Unlock()
@@ -349,7 +341,7 @@ func (s *memSession) Append(binary bool, data []byte) uint64 {
 	s.mu.Lock()
 	seq := s.log.Append(binary, data)
 	if s.sub != nil {
-		signal(s.sub.wake)
+		s.sub.wake()
 	}
 	s.mu.Unlock()
 	return seq
@@ -361,7 +353,7 @@ func (s *memSession) Finish(c closeInfo) {
 	s.mu.Lock()
 	s.closed = &c
 	if s.sub != nil {
-		signal(s.sub.wake)
+		s.sub.wake()
 	}
 	s.mu.Unlock()
 }
@@ -380,8 +372,6 @@ func (sub *memSub) Read(dst []Event, after uint64, limit int) batch {
 	b.Closed = s.closed
 	return b
 }
-
-func (sub *memSub) Wake() <-chan struct{} { return sub.wake }
 
 func (sub *memSub) Renew() {
 	s := sub.s

@@ -120,8 +120,8 @@ type detachSub struct {
 	detached chan struct{}
 }
 
-func (d *detachHook) Attach(id, clientIP string) (subscription, error) {
-	sub, err := d.store.Attach(id, clientIP)
+func (d *detachHook) Attach(id, clientIP string, wake func()) (subscription, error) {
+	sub, err := d.store.Attach(id, clientIP, wake)
 	if err != nil {
 		return nil, err
 	}

@@ -43,11 +43,14 @@ type store interface {
 	// connection; Create checks again.
 	CanCreate() error
 	// Attach attaches a new SSE stream from clientIP to session id and
-	// renews its TTL. The stream attached before, if any, is ended (its
-	// next Read says errTakenOver). errNoSession for an id the store does
+	// renews its TTL; wake is called whenever there may be something new
+	// to Read (events, the upstream's close, a takeover, expiry), first
+	// at once. wake must not block: it may run under the store's locks.
+	// The stream attached before, if any, is ended (its next Read says
+	// errTakenOver). errNoSession for an id the store does
 	// not know (or, binding sessions to IPs, one of another IP),
 	// errSessionClosed for one whose upstream closed it.
-	Attach(id, clientIP string) (subscription, error)
+	Attach(id, clientIP string, wake func()) (subscription, error)
 	// Probe reports what Attach(id, clientIP) by a client that has the
 	// events up to seq after would lead to, without attaching, renewing
 	// or creating anything: nil when it would resume the session,
@@ -98,14 +101,11 @@ type owner interface {
 }
 
 // subscription is one SSE stream's attachment to a session. It is used
-// by that stream's goroutine only.
+// by one goroutine at a time: the one running the stream's turn.
 type subscription interface {
 	// Read appends to dst at most limit events with a seq above after,
 	// oldest first, with the session's state.
 	Read(dst []Event, after uint64, limit int) batch
-	// Wake receives (capacity 1, never closed) when there may be something
-	// new to Read: events, the upstream's close, a takeover, expiry.
-	Wake() <-chan struct{}
 	// Renew restarts the session's TTL; an attached stream calls it more
 	// often than the TTL.
 	Renew()

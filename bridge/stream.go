@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,21 +20,42 @@ import (
 // drainBatch is how many events a stream reads from the log at a time.
 const drainBatch = 64
 
-// stream is one SSE response attached to a session. One goroutine writes
-// it: its handler's, or, once the stream has taken its HTTP/1 connection
-// over (see hijack), one of its own.
+// stream is one SSE response attached to a session. Whatever concerns it
+// (session news, the client leaving, the proxy ending it, its heartbeat
+// and renewal timers) posts an event to its state word; a turn handles
+// the events posted, one turn at a time (see post and turn). A stream
+// that stays in its handler (HTTP/2, or no Poller) runs every turn there.
+// One that has taken its HTTP/1 connection over (see hijack) outlives its
+// handler, and each later turn runs on a goroutine started for it, which
+// exits when no event is left: an idle stream holds no goroutine.
 type stream struct {
 	b        *Bridge
 	w        http.ResponseWriter // nil once hijacked
 	rc       *http.ResponseController
 	r        *http.Request // nil once hijacked
 	path     string        // the request's escaped path, for the session event
-	gone     <-chan struct{}
 	sid      string
 	protocol string // the upstream's subprotocol, known for new sessions
 	sub      subscription
 	ip       string
 	start    time.Time
+
+	// state holds the posted streamEvents and turnHeld. kick wakes the
+	// handler of a stream that stays in it (nil once hijacked); done is
+	// the caller's, called at the end of a hijacked stream.
+	state atomic.Uint32
+	kick  chan struct{}
+	done  func()
+
+	// The turn's own: the timers that post evBeat and evRenew, what ends
+	// the other event sources, when the stream last wrote, and whether
+	// the client left.
+	beat, renewal *time.Timer
+	stops         []func() bool
+	untrack       func()
+	lastWrite     time.Time
+	clientLeft    bool
+	preambleErr   error // the preamble's write failed: the first turn ends the stream
 
 	resumed     bool   // attached with Last-Event-ID to a live session
 	lostSession bool   // Last-Event-ID named a session the bridge no longer knows
@@ -47,7 +70,7 @@ type stream struct {
 	// sent with the first write (nil once sent); chunked says the body
 	// is chunked (HTTP/1.1; an HTTP/1.0 body ends with the connection);
 	// armed is when the write deadline was last set; unwatch ends the
-	// watch that closes gone.
+	// watch that posts evGone.
 	conn    net.Conn
 	head    []byte
 	chunked bool
@@ -59,6 +82,19 @@ type stream struct {
 	msgsUp0, bytesUp0             int64 // the session's back-channel counts at the first Read
 	msgsUp, bytesUp               int64 // ... and at the last
 }
+
+// streamEvent is a bit of a stream's state word: something for the
+// stream's next turn to act on.
+type streamEvent = uint32
+
+const (
+	evNews   streamEvent = 1 << iota // the session may have news: events, its close, a takeover, expiry
+	evGone                           // the client left
+	evEnd                            // the proxy or the Bridge ends the stream
+	evBeat                           // the heartbeat timer fired
+	evRenew                          // the TTL renewal timer fired
+	turnHeld                         // a turn is running, or the stream has ended
+)
 
 // ending is how a stream ended.
 type ending struct {
@@ -73,8 +109,8 @@ type ending struct {
 // serveStream serves GET with Accept: text/event-stream: it resumes the
 // session named by Last-Event-ID or opens a new one, then streams until
 // the client leaves, the upstream closes, the stream is taken over, or the
-// proxy ends it. It reports whether the stream goes on after it returns,
-// in a goroutine of its own that calls done at the end.
+// proxy ends it. It reports whether the stream goes on after it returns
+// (hijacked: see stream), calling done at its end.
 func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request, done func()) bool {
 	if !b.opts.CheckOrigin(r) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
@@ -92,23 +128,91 @@ func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request, done func()
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return false
 	}
-	st := &stream{b: b, w: w, rc: http.NewResponseController(w), r: r, path: r.URL.EscapedPath(), gone: r.Context().Done(), ip: b.opts.ClientIP(r), start: time.Now()}
+	st := &stream{b: b, w: w, rc: http.NewResponseController(w), r: r, path: r.URL.EscapedPath(), ip: b.opts.ClientIP(r), start: time.Now()}
+	st.state.Store(turnHeld) // events wait until the stream is set up
 	if status, err := st.attach(); err != nil {
 		b.refuse(w, r, status, err)
 		b.wg.Done()
 		return false
 	}
-	if !st.hijack() {
-		st.run()
-		b.wg.Done()
-		return false
+	hijacked := st.hijack()
+	if hijacked {
+		st.done = done
+	} else {
+		st.kick = make(chan struct{}, 1)
+		st.stops = append(st.stops, context.AfterFunc(r.Context(), func() { st.post(evGone) }))
 	}
-	go func() {
-		st.run()
-		b.wg.Done()
-		done()
-	}()
-	return true
+	st.begin()
+	if hijacked {
+		st.turn() // later turns start on their own goroutines
+		return true
+	}
+	for !st.turn() {
+		<-st.kick
+	}
+	return false
+}
+
+// begin registers the stream's other event sources and writes its
+// preamble; the first turn reads the session.
+func (st *stream) begin() {
+	b := st.b
+	st.stops = append(st.stops, context.AfterFunc(b.ctx, func() { st.post(evEnd) }))
+	st.untrack = func() {}
+	if b.opts.Track != nil {
+		st.untrack = b.opts.Track(func() { st.post(evEnd) })
+	}
+	b.opts.Metrics.streamStarted()
+	st.beat = time.AfterFunc(b.opts.Heartbeat, func() { st.post(evBeat) })
+	st.renewal = time.AfterFunc(st.renewEvery(), func() { st.post(evRenew) })
+	if err := st.writePreamble(); err != nil {
+		st.state.Or(evEnd) // the turn ends the stream
+		st.preambleErr = err
+	}
+	st.buf = nil // the padding: the first event makes a buffer of its size
+}
+
+// wake is the stream's wake function for store.Attach.
+func (st *stream) wake() { st.post(evNews) }
+
+// renewEvery is how often an attached stream renews its session's TTL.
+func (st *stream) renewEvery() time.Duration {
+	return max(st.b.opts.SessionTTL/3, time.Millisecond)
+}
+
+// post records ev and makes sure a turn handles it: unless one is
+// running (which takes ev before it ends), it starts one, in the
+// handler's goroutine or a new one. It never blocks, so that the store
+// (under its locks), the Poller's loop and timers can call it.
+func (st *stream) post(ev streamEvent) {
+	if st.state.Or(ev|turnHeld)&turnHeld != 0 {
+		return
+	}
+	if st.kick != nil {
+		st.kick <- struct{}{} // empty: its last token started the turn that ended
+		return
+	}
+	go st.turn()
+}
+
+// turn handles the events posted until none is left, holding turnHeld,
+// and reports whether the stream ended; then turnHeld stays set for
+// good, so nothing starts another turn.
+func (st *stream) turn() bool {
+	for {
+		evs := st.state.Load() &^ turnHeld
+		if evs == 0 {
+			if st.state.CompareAndSwap(turnHeld, 0) {
+				return false
+			}
+			continue // an event came meanwhile
+		}
+		st.state.And(^evs)
+		if e, over := st.handle(evs); over {
+			st.finish(e)
+			return true
+		}
+	}
 }
 
 // attach resumes the session named by Last-Event-ID, or opens a new
@@ -120,7 +224,7 @@ func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request, done func()
 func (st *stream) attach() (int, error) {
 	b := st.b
 	if sid, seq, ok := lastEventID(st.r); ok {
-		sub, err := b.store.Attach(sid, st.ip)
+		sub, err := b.store.Attach(sid, st.ip, st.wake)
 		switch {
 		case err == nil:
 			if news := sub.Read(nil, seq, 0); news.Closed != nil && seq >= news.Head {
@@ -137,7 +241,7 @@ func (st *stream) attach() (int, error) {
 		// An id this bridge never wrote: continuity broke all the same.
 		st.lostSession = true
 	}
-	sid, protocol, sub, status, err := b.startSession(st.r, st.ip)
+	sid, protocol, sub, status, err := b.startSession(st.r, st.ip, st.wake)
 	if err != nil {
 		return status, err
 	}
@@ -217,66 +321,70 @@ func likelyCause(status int) string {
 	return "upstream refused the WebSocket handshake"
 }
 
-// run streams until the end, then detaches and logs the stream's line.
-func (st *stream) run() {
+// handle acts on the events evs of one turn, and reports whether the
+// stream is to end, and how.
+func (st *stream) handle(evs streamEvent) (e ending, over bool) {
 	b := st.b
-	end := newOnce()
-	untrack := func() {}
-	if b.opts.Track != nil {
-		untrack = b.opts.Track(end.close)
+	switch {
+	case evs&evGone != 0:
+		st.clientLeft = true
+		return ending{by: wsconn.ClosedByClient}, true
+	case st.preambleErr != nil:
+		return st.writeFailed(st.preambleErr), true
+	case evs&evEnd != 0:
+		return st.shutdown(), true
 	}
-	b.opts.Metrics.streamStarted()
-	e := st.loop(end.c)
+	if evs&evNews != 0 {
+		if e, over := st.drain(); over {
+			return e, true
+		}
+	}
+	if evs&evRenew != 0 {
+		st.sub.Renew()
+		st.renewal.Reset(st.renewEvery())
+	}
+	if evs&evBeat != 0 {
+		// The timer is not moved on every write: a beat that comes
+		// early, after writes, is put off to a heartbeat after the last.
+		if quiet := time.Since(st.lastWrite); quiet < b.opts.Heartbeat {
+			st.beat.Reset(b.opts.Heartbeat - quiet)
+		} else {
+			if err := st.write(append(st.buf[:0], ": ping\n\n"...)); err != nil {
+				return st.writeFailed(err), true
+			}
+			st.beat.Reset(b.opts.Heartbeat)
+		}
+	}
+	if cap(st.buf) > keepBuf {
+		st.buf = nil // a replay or a burst: do not hold its buffer while idle
+	}
+	return ending{}, false
+}
+
+// keepBuf is the largest write buffer a stream keeps between turns.
+const keepBuf = 4 << 10
+
+// finish ends the stream: it stops its event sources, ends a hijacked
+// response, detaches from the session and logs the stream's line.
+func (st *stream) finish(e ending) {
+	b := st.b
+	st.beat.Stop()
+	st.renewal.Stop()
+	for _, stop := range st.stops {
+		stop()
+	}
 	if st.conn != nil {
 		st.closeConn(e)
 	}
 	st.sub.Detach()
 	b.opts.Metrics.streamEnded(e.by, e.slow)
 	st.logEnd(e)
-	untrack()
-}
-
-// loop is the stream's one select: client gone, proxy shutdown, session
-// news, heartbeat, TTL renewal.
-func (st *stream) loop(end <-chan struct{}) ending {
-	b := st.b
-	if err := st.writePreamble(); err != nil {
-		return st.writeFailed(err)
-	}
-	st.buf = nil // the padding: the first event makes a buffer of its size
-	heartbeat := time.NewTimer(b.opts.Heartbeat)
-	defer heartbeat.Stop()
-	renew := time.NewTicker(max(b.opts.SessionTTL/3, time.Millisecond))
-	defer renew.Stop()
-	for {
-		select {
-		case <-st.gone:
-			return ending{by: wsconn.ClosedByClient}
-		case <-end:
-			return st.shutdown()
-		case <-b.done:
-			return st.shutdown()
-		case <-st.sub.Wake():
-			if e, over := st.drain(); over {
-				return e
-			}
-		case <-heartbeat.C:
-			if err := st.write(append(st.buf[:0], ": ping\n\n"...)); err != nil {
-				return st.writeFailed(err)
-			}
-		case <-renew.C:
-			st.sub.Renew()
-			continue
-		}
-		heartbeat.Reset(b.opts.Heartbeat)
-		if cap(st.buf) > keepBuf {
-			st.buf = nil // a replay or a burst: do not hold its buffer while idle
-		}
+	st.untrack()
+	b.wg.Done()
+	if st.done != nil {
+		st.done()
 	}
 }
-
-// keepBuf is the largest write buffer a stream keeps between writes.
-const keepBuf = 4 << 10
 
 // writePreamble sends the headers, the padding comment, retry:, the
 // session event, the gap event of a lost session and, for a new session,
@@ -455,6 +563,7 @@ func (st *stream) writeFailed(err error) ending {
 // cleared afterwards: on HTTP/2 a deadline that passes resets the stream
 // even when no write is waiting.
 func (st *stream) write(p []byte) error {
+	st.lastWrite = time.Now()
 	if st.conn != nil {
 		return st.writeConn(p)
 	}
