@@ -136,7 +136,28 @@ type Bridge struct {
 	wg       sync.WaitGroup // every session's upstream reader and every stream
 	closeOne sync.Once
 
-	chunks sync.Pool // *[]byte: the buffers hijacked streams frame their writes in
+	bufs sync.Pool // *[]byte: streams encode their events and frame their writes in these
+}
+
+// maxPooledBuf is the largest buffer that goes back to the Bridge's pool:
+// a batch of events (maxWrite) and its framing.
+const maxPooledBuf = maxWrite + 1<<10
+
+// getBuf borrows a buffer from the Bridge's pool.
+func (b *Bridge) getBuf() *[]byte {
+	if bp, _ := b.bufs.Get().(*[]byte); bp != nil {
+		return bp
+	}
+	return new([]byte)
+}
+
+// putBuf gives the pool back bp, holding buf (bp's buffer, perhaps grown),
+// unless buf grew past maxPooledBuf.
+func (b *Bridge) putBuf(bp *[]byte, buf []byte) {
+	if cap(buf) <= maxPooledBuf {
+		*bp = buf[:0]
+		b.bufs.Put(bp)
+	}
 }
 
 // New returns a Bridge for opts, with defaults filled in. Its session

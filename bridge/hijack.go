@@ -78,10 +78,6 @@ func responseHead(h http.Header, chunked bool) []byte {
 	return b.Bytes()
 }
 
-// maxPooledChunk is the largest framed write whose buffer goes back to
-// the Bridge's pool: a batch of events (maxWrite) and its framing.
-const maxPooledChunk = maxWrite + 1<<10
-
 // writeConn writes p to a hijacked stream's connection (after the response
 // head, on the first call) as one chunk, within WriteTimeout. The deadline
 // is set again only once a sixteenth of it has passed, so that a write
@@ -89,10 +85,7 @@ const maxPooledChunk = maxWrite + 1<<10
 // runtime timer for every event; nothing but the stream writes this
 // connection, so a deadline that passes between writes harms nothing.
 func (st *stream) writeConn(p []byte) error {
-	bp, _ := st.b.chunks.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
+	bp := st.b.getBuf()
 	b := append((*bp)[:0], st.head...)
 	st.head = nil
 	if st.chunked {
@@ -109,10 +102,7 @@ func (st *stream) writeConn(p []byte) error {
 		st.armed = now
 	}
 	_, err := st.conn.Write(b)
-	if cap(b) <= maxPooledChunk {
-		*bp = b[:0]
-		st.b.chunks.Put(bp)
-	}
+	st.b.putBuf(bp, b)
 	if err != nil {
 		st.failed = true
 		return err

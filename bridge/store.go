@@ -71,8 +71,9 @@ type store interface {
 	// delivery: errNoSession, errWrongIP, or nil. The back-channel asks
 	// it before it reads a body; Send checks again.
 	CanSend(id, from string) error
-	// Close removes every session, telling each owner to expire; later
-	// Creates fail with errClosed.
+	// Close removes every session, telling each owner to expire and
+	// waking each attached stream, whose next Read says errExpired (so the
+	// Bridge's streams end with it); later Creates fail with errClosed.
 	Close()
 }
 

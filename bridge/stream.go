@@ -47,15 +47,16 @@ type stream struct {
 	kick  chan struct{}
 	done  func()
 
-	// The turn's own: the timers that post evBeat and evRenew, what ends
-	// the other event sources, when the stream last wrote, and whether
-	// the client left.
-	beat, renewal *time.Timer
-	stops         []func() bool
-	untrack       func()
-	lastWrite     time.Time
-	clientLeft    bool
-	preambleErr   error // the preamble's write failed: the first turn ends the stream
+	// The turn's own: the timer that posts evTimer, when the session's
+	// TTL is next renewed, what ends the other event sources, when the
+	// stream last wrote, and whether the client left.
+	timer       *time.Timer
+	renewAt     time.Time
+	stops       []func() bool
+	untrack     func()
+	lastWrite   time.Time
+	clientLeft  bool
+	preambleErr error // the preamble's write failed: the first turn ends the stream
 
 	resumed     bool   // attached with Last-Event-ID to a live session
 	lostSession bool   // Last-Event-ID named a session the bridge no longer knows
@@ -63,8 +64,9 @@ type stream struct {
 	read        bool   // the first Read is done
 	liveFrom    uint64 // the session's head at the first Read: later events are live
 
-	buf []byte
-	evs []Event
+	buf  []byte  // borrowed for a turn (see borrowBuf), else nil
+	bufp *[]byte // the pool's box for buf
+	evs  []Event
 
 	// A hijacked stream writes conn itself: head is the response head,
 	// sent with the first write (nil once sent); chunked says the body
@@ -91,8 +93,7 @@ const (
 	evNews   streamEvent = 1 << iota // the session may have news: events, its close, a takeover, expiry
 	evGone                           // the client left
 	evEnd                            // the proxy or the Bridge ends the stream
-	evBeat                           // the heartbeat timer fired
-	evRenew                          // the TTL renewal timer fired
+	evTimer                          // the timer fired: a heartbeat or the TTL's renewal may be due
 	turnHeld                         // a turn is running, or the stream has ended
 )
 
@@ -157,19 +158,19 @@ func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request, done func()
 // preamble; the first turn reads the session.
 func (st *stream) begin() {
 	b := st.b
-	st.stops = append(st.stops, context.AfterFunc(b.ctx, func() { st.post(evEnd) }))
 	st.untrack = func() {}
 	if b.opts.Track != nil {
 		st.untrack = b.opts.Track(func() { st.post(evEnd) })
 	}
 	b.opts.Metrics.streamStarted()
-	st.beat = time.AfterFunc(b.opts.Heartbeat, func() { st.post(evBeat) })
-	st.renewal = time.AfterFunc(st.renewEvery(), func() { st.post(evRenew) })
+	st.renewAt = time.Now().Add(st.renewEvery())
+	st.timer = time.AfterFunc(min(b.opts.Heartbeat, st.renewEvery()), func() { st.post(evTimer) })
+	st.borrowBuf()
 	if err := st.writePreamble(); err != nil {
 		st.state.Or(evEnd) // the turn ends the stream
 		st.preambleErr = err
 	}
-	st.buf = nil // the padding: the first event makes a buffer of its size
+	st.returnBuf()
 }
 
 // wake is the stream's wake function for store.Attach.
@@ -324,7 +325,8 @@ func likelyCause(status int) string {
 // handle acts on the events evs of one turn, and reports whether the
 // stream is to end, and how.
 func (st *stream) handle(evs streamEvent) (e ending, over bool) {
-	b := st.b
+	st.borrowBuf()
+	defer st.returnBuf()
 	switch {
 	case evs&evGone != 0:
 		st.clientLeft = true
@@ -339,37 +341,57 @@ func (st *stream) handle(evs streamEvent) (e ending, over bool) {
 			return e, true
 		}
 	}
-	if evs&evRenew != 0 {
-		st.sub.Renew()
-		st.renewal.Reset(st.renewEvery())
-	}
-	if evs&evBeat != 0 {
-		// The timer is not moved on every write: a beat that comes
-		// early, after writes, is put off to a heartbeat after the last.
-		if quiet := time.Since(st.lastWrite); quiet < b.opts.Heartbeat {
-			st.beat.Reset(b.opts.Heartbeat - quiet)
-		} else {
-			if err := st.write(append(st.buf[:0], ": ping\n\n"...)); err != nil {
-				return st.writeFailed(err), true
-			}
-			st.beat.Reset(b.opts.Heartbeat)
+	if evs&evTimer != 0 {
+		if err := st.onTimer(); err != nil {
+			return st.writeFailed(err), true
 		}
-	}
-	if cap(st.buf) > keepBuf {
-		st.buf = nil // a replay or a burst: do not hold its buffer while idle
 	}
 	return ending{}, false
 }
 
-// keepBuf is the largest write buffer a stream keeps between turns.
-const keepBuf = 4 << 10
+// onTimer renews the session's TTL when that is due, and writes a
+// heartbeat when the stream has been quiet for one, then sets the timer
+// for whichever comes next. The timer is not moved on every write: it
+// fires a heartbeat after the write before the last one at the latest,
+// and finds out then.
+func (st *stream) onTimer() error {
+	now := time.Now()
+	if !now.Before(st.renewAt) {
+		st.sub.Renew()
+		st.renewAt = now.Add(st.renewEvery())
+	}
+	hb := st.b.opts.Heartbeat
+	if now.Sub(st.lastWrite) >= hb {
+		if err := st.write(append(st.buf[:0], ": ping\n\n"...)); err != nil {
+			return err
+		}
+	}
+	next := st.lastWrite.Add(hb)
+	if st.renewAt.Before(next) {
+		next = st.renewAt
+	}
+	st.timer.Reset(next.Sub(now))
+	return nil
+}
+
+// borrowBuf gives the turn a buffer to encode its writes in, from the
+// Bridge's pool: a stream holds none between turns.
+func (st *stream) borrowBuf() {
+	st.bufp = st.b.getBuf()
+	st.buf = *st.bufp
+}
+
+// returnBuf gives the turn's buffer back.
+func (st *stream) returnBuf() {
+	st.b.putBuf(st.bufp, st.buf)
+	st.buf, st.bufp = nil, nil
+}
 
 // finish ends the stream: it stops its event sources, ends a hijacked
 // response, detaches from the session and logs the stream's line.
 func (st *stream) finish(e ending) {
 	b := st.b
-	st.beat.Stop()
-	st.renewal.Stop()
+	st.timer.Stop()
 	for _, stop := range st.stops {
 		stop()
 	}
