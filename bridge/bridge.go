@@ -110,7 +110,10 @@ type Options struct {
 	// the client leaves. net/http's goroutine, its background reader and
 	// its buffers (about 20 KiB a stream) are then gone, and an idle
 	// stream holds no goroutine. Nil keeps every
-	// stream in its handler, as HTTP/2 streams always are.
+	// stream in its handler, as HTTP/2 streams always are. The Poller
+	// must outlive the Bridge (close it after Close): a stream whose
+	// watch ended with the Poller learns that its client left only when
+	// a write fails.
 	Poller *wsconn.Poller
 	// Logger receives the end-of-stream lines (Info) and session ends
 	// (Debug). The zero Logger logs nothing.
@@ -130,13 +133,16 @@ type Bridge struct {
 	streamSeq atomic.Uint64 // numbers streams in their log lines' conn
 
 	ctx      context.Context
-	cancel   context.CancelFunc // cancels ctx, which bounds upstream dials and ends streams, when Close starts
-	mu       sync.Mutex         // guards closing and wg.Add against Close's wg.Wait
+	cancel   context.CancelFunc // cancels ctx, which bounds upstream dials, when Close starts
+	mu       sync.Mutex         // guards closing, hijacked, and wg.Add against Close's wg.Wait
 	closing  bool
 	wg       sync.WaitGroup // every session's upstream reader and every stream
 	closeOne sync.Once
 
 	bufs sync.Pool // *[]byte: streams encode their events and frame their writes in these
+
+	hijacked map[*stream]struct{} // guarded by mu: for Abort
+	aborted  atomic.Bool
 }
 
 // maxPooledBuf is the largest buffer that goes back to the Bridge's pool:
@@ -200,6 +206,7 @@ func New(opts Options) (*Bridge, error) {
 		opts:     opts,
 		queueLen: opts.QueueLen,
 		store:    newMemStore(opts.MaxSessions, opts.Replay, opts.ReplayBytes, opts.SessionTTL, opts.BindIP),
+		hijacked: make(map[*stream]struct{}),
 		log:      opts.Logger.With().Str("component", "bridge").Str("route", opts.Route).Logger(),
 		ctx:      ctx,
 		cancel:   cancel,

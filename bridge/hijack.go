@@ -3,12 +3,11 @@ package bridge
 import (
 	"bytes"
 	"crypto/tls"
-
+	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
-
-	"github.com/streamgate/streamgate/bridge/wsconn"
 )
 
 // hijack takes an HTTP/1 stream's connection over from net/http, when the
@@ -31,10 +30,11 @@ func (st *stream) hijack() bool {
 		return false
 	}
 	// Bytes the client sent after its request (net/http's reader may
-	// hold some) are never read: an event stream's client sends nothing.
+	// hold some) are not read until the stream ends (see linger).
 	st.conn, st.chunked = conn, st.r.ProtoAtLeast(1, 1)
 	st.head = responseHead(h, st.chunked)
 	st.w, st.rc, st.r = nil, nil, nil // they hold net/http's connection state
+	st.b.remember(st)
 	raw := conn
 	if tc, ok := conn.(*tls.Conn); ok {
 		raw = tc.NetConn() // the FIN and the reset come on the TCP connection
@@ -101,7 +101,12 @@ func (st *stream) writeConn(p []byte) error {
 		_ = st.conn.SetWriteDeadline(now.Add(timeout))
 		st.armed = now
 	}
-	_, err := st.conn.Write(b)
+	var err error
+	if st.b.aborted.Load() { // checked after arming: see Bridge.Abort
+		err = errAborted
+	} else {
+		_, err = st.conn.Write(b)
+	}
 	st.b.putBuf(bp, b)
 	if err != nil {
 		st.failed = true
@@ -111,17 +116,84 @@ func (st *stream) writeConn(p []byte) error {
 	return nil
 }
 
-// closeConn ends a hijacked stream's response with the last chunk, unless
-// the client is gone, too slow to take it, or a write failed, and closes
-// the connection.
-func (st *stream) closeConn(e ending) {
+// closeConn ends a hijacked stream's response and closes its connection.
+// Unless the client left, the Bridge was aborted, or the client was too
+// slow (slow) or a write failed, perhaps mid-chunk, a chunked body gets
+// its last chunk, and the connection lingers: it is half-closed, and what
+// the client sent is read and dropped until it closes its side, for up
+// to lingerTimeout. Closing a socket that holds unread bytes resets it,
+// and a reset throws away what is still queued for the client: the last
+// events, the close event, the last chunk.
+func (st *stream) closeConn(slow bool) {
 	st.unwatch()
-	if st.clientLeft || st.state.Load()&evGone != 0 {
-		e.by = wsconn.ClosedByClient
-	}
-	if st.chunked && st.head == nil && !st.failed && e.by != wsconn.ClosedByClient && !e.slow {
-		_ = st.conn.SetWriteDeadline(time.Now().Add(st.b.opts.WriteTimeout))
-		_, _ = st.conn.Write([]byte("0\r\n\r\n"))
+	left := st.clientLeft || st.state.Load()&evGone != 0
+	if !left && !slow && !st.failed && !st.b.aborted.Load() {
+		if st.chunked && st.head == nil {
+			_ = st.conn.SetWriteDeadline(time.Now().Add(st.b.opts.WriteTimeout))
+			_, _ = st.conn.Write([]byte("0\r\n\r\n"))
+		}
+		st.linger()
 	}
 	_ = st.conn.Close()
+}
+
+// lingerTimeout bounds how long a stream's connection waits for its
+// client to close its side, and lingerMax how much it reads meanwhile.
+const (
+	lingerTimeout = 500 * time.Millisecond
+	lingerMax     = 64 << 10
+)
+
+// linger half-closes the connection (after TLS's close_notify, the TCP
+// connection's FIN) and reads until the client closes its side, up to
+// lingerTimeout and lingerMax.
+func (st *stream) linger() {
+	type closeWriter interface{ CloseWrite() error }
+	cw, ok := st.conn.(closeWriter)
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	if tc, ok := st.conn.(*tls.Conn); ok {
+		if raw, ok := tc.NetConn().(closeWriter); ok {
+			_ = raw.CloseWrite()
+		}
+	}
+	_ = st.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(st.conn, lingerMax))
+}
+
+// errAborted is a hijacked stream's write after Bridge.Abort.
+var errAborted = errors.New("bridge aborted: write given up")
+
+// remember registers a hijacked stream for Abort; an aborted Bridge cuts
+// it short at once.
+func (b *Bridge) remember(st *stream) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.hijacked[st] = struct{}{}
+	if b.aborted.Load() {
+		_ = st.conn.SetDeadline(time.Now())
+	}
+}
+
+// forget drops a hijacked stream whose connection is closed.
+func (b *Bridge) forget(st *stream) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.hijacked, st)
+}
+
+// Abort makes the Bridge's hijacked streams give up on their clients: a
+// write or linger in progress ends at once, later writes fail without
+// waiting, and no last chunk is sent, so that Close returns without
+// waiting out write timeouts. A proxy calls it when its shutdown budget
+// has run out, as http.Server.Close cuts the connections it still
+// tracks (hijacked ones it no longer does).
+func (b *Bridge) Abort() {
+	b.aborted.Store(true) // before the deadlines: a writer arms its own, then checks this
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for st := range b.hijacked {
+		_ = st.conn.SetDeadline(time.Now())
+	}
 }

@@ -387,25 +387,28 @@ func (st *stream) returnBuf() {
 	st.buf, st.bufp = nil, nil
 }
 
-// finish ends the stream: it stops its event sources, ends a hijacked
-// response, detaches from the session and logs the stream's line.
+// finish ends the stream: it stops its event sources, detaches from the
+// session, logs the stream's line, and lets go of the proxy's registry
+// and connection slot before it ends a hijacked response, so that a
+// client that reconnects as soon as it sees the end finds its slot free.
 func (st *stream) finish(e ending) {
 	b := st.b
 	st.timer.Stop()
 	for _, stop := range st.stops {
 		stop()
 	}
-	if st.conn != nil {
-		st.closeConn(e)
-	}
 	st.sub.Detach()
 	b.opts.Metrics.streamEnded(e.by, e.slow)
 	st.logEnd(e)
 	st.untrack()
-	b.wg.Done()
 	if st.done != nil {
 		st.done()
 	}
+	if st.conn != nil {
+		st.closeConn(e.slow)
+		b.forget(st)
+	}
+	b.wg.Done()
 }
 
 // writePreamble sends the headers, the padding comment, retry:, the

@@ -80,7 +80,7 @@ func New(cfg *config.Config, logger zerolog.Logger) (*Server, error) {
 	}
 	if err := s.listen(cfg); err != nil {
 		s.closeListeners()
-		s.closeBridges()
+		s.closeBridges(time.Now()) // no stream has started
 		_ = s.poller.Close()
 		return nil, err
 	}
@@ -176,19 +176,32 @@ func (s *Server) swapTable(cfg *config.Config) (*routeTable, error) {
 	return old, nil
 }
 
-// closeBridges closes every bridge of the current table.
-func (s *Server) closeBridges() {
+// closeBridges closes every bridge of the current table; at deadline, it
+// aborts those still closing (Bridge.Abort), whose hijacked streams are
+// then cut short.
+func (s *Server) closeBridges(deadline time.Time) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	var wg sync.WaitGroup
 	for _, b := range s.bridges {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b.Close()
-		}()
+		wg.Go(b.Close)
 	}
-	wg.Wait()
+	closed := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(closed)
+	}()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-closed:
+		return
+	case <-t.C:
+	}
+	for _, b := range s.bridges {
+		b.Abort()
+	}
+	<-closed
 }
 
 // Addr is the address the public listener is bound to.
@@ -301,9 +314,12 @@ func (s *Server) shutdown() {
 	// of the last ones still fit in the budget.
 	window := max(time.Until(deadline)/2-time.Second, 0)
 	st := s.conns.drain(ctx, window)
+	// The bridges close before the Poller, which tells their hijacked
+	// streams that a client left; streams still writing when the budget
+	// runs out are cut short, as http.Server.Close cuts what it tracks.
+	s.closeBridges(deadline)
 	_ = s.poller.Close() // what the budget left open
 	<-shutdownDone
-	s.closeBridges()
 	s.retiring.Wait()
 	if s.admin != nil {
 		_ = s.admin.Close()
@@ -327,6 +343,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.URL.Path == clientJSPath {
 		s.clientJS.ServeHTTP(w, r)
+		release()
 		return
 	}
 	if websocket.IsWebSocketUpgrade(r) {
