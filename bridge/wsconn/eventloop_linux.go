@@ -114,6 +114,7 @@ func (p *Poller) attach(r *Relay) bool {
 		fr.pooled = true
 		w := r.out[s]
 		w.nonblocking, w.fd = true, fds[s]
+		w.conn = nil // written by fd; the conn, closed below, would keep its netFD and addresses alive
 		w.stalled = func() { r.loop.post(loopCmd{op: cmdWriteTimeout, r: r, s: side(s)}) }
 		c := r.conns[s]
 		_ = c.Close() // leaves Go's netpoller; the duplicate keeps the socket open
