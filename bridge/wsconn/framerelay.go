@@ -139,8 +139,6 @@ type frameReader struct {
 	readFn func(fd uintptr) bool
 	n      int
 	err    error
-
-	ctl [maxControlPayload]byte // a control frame's unmasked payload
 }
 
 // newFrameReader returns a reader of c, which may be a handshakeConn with
@@ -405,7 +403,9 @@ func (r *Relay) advance(d *direction) (int, error) {
 			if r.out[d.from].blocked() {
 				return 0, nil // the answer (a pong) would queue behind a backlog
 			}
-			p := fr.ctl[:copy(fr.ctl[:], fr.buf[fr.r+d.h.size:fr.r+total])]
+			// Unmasked in place: the frame is consumed here, and control
+			// copies what it keeps.
+			p := fr.buf[fr.r+d.h.size : fr.r+total]
 			if d.h.masked {
 				maskBytes(d.h.key, 0, p)
 			}
@@ -580,7 +580,8 @@ func (e *writeError) Unwrap() error { return e.err }
 
 // control handles a control frame from leg s: a ping is answered, a ping or
 // pong keeps the leg alive (pongs carrying our payload give the round
-// trip), and a close frame is echoed and ends the reading of s.
+// trip), and a close frame is echoed and ends the reading of s. p lies in
+// the leg's read buffer and is valid only during the call.
 func (r *Relay) control(s side, op byte, p []byte, now time.Time) error {
 	switch op {
 	case opPing:
