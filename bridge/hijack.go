@@ -123,16 +123,30 @@ func (st *stream) writeConn(p []byte) error {
 // the client sent is read and dropped until it closes its side, for up
 // to lingerTimeout. Closing a socket that holds unread bytes resets it,
 // and a reset throws away what is still queued for the client: the last
-// events, the close event, the last chunk.
+// events, the close event, the last chunk. Otherwise the connection is
+// closed at once, TLS's close_notify (which would wait up to 5 s on a
+// client that reads nothing) included.
 func (st *stream) closeConn(slow bool) {
 	st.unwatch()
 	left := st.clientLeft || st.state.Load()&evGone != 0
-	if !left && !slow && !st.failed && !st.b.aborted.Load() {
-		if st.chunked && st.head == nil {
-			_ = st.conn.SetWriteDeadline(time.Now().Add(st.b.opts.WriteTimeout))
-			_, _ = st.conn.Write([]byte("0\r\n\r\n"))
+	graceful := !left && !slow && !st.failed
+	if graceful && st.chunked && st.head == nil {
+		_ = st.conn.SetWriteDeadline(time.Now().Add(st.b.opts.WriteTimeout))
+		// Checked after arming, as writeConn does: an Abort from now on
+		// cuts the write.
+		if graceful = !st.b.aborted.Load(); graceful {
+			_, err := st.conn.Write([]byte("0\r\n\r\n"))
+			graceful = err == nil
 		}
+	}
+	if graceful && !st.b.aborted.Load() {
 		st.linger()
+		_ = st.conn.Close()
+		return
+	}
+	if tc, ok := st.conn.(*tls.Conn); ok {
+		_ = tc.NetConn().Close()
+		return
 	}
 	_ = st.conn.Close()
 }
@@ -146,7 +160,7 @@ const (
 
 // linger half-closes the connection (after TLS's close_notify, the TCP
 // connection's FIN) and reads until the client closes its side, up to
-// lingerTimeout and lingerMax.
+// lingerTimeout and lingerMax, or until the Bridge is aborted.
 func (st *stream) linger() {
 	type closeWriter interface{ CloseWrite() error }
 	cw, ok := st.conn.(closeWriter)
@@ -159,6 +173,9 @@ func (st *stream) linger() {
 		}
 	}
 	_ = st.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	if st.b.aborted.Load() { // checked after arming, as in closeConn
+		return
+	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(st.conn, lingerMax))
 }
 

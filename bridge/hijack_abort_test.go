@@ -1,0 +1,237 @@
+package bridge
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// hookConn is a hijacked stream's TCP connection with hooks that run
+// Bridge.Abort at a chosen point of closeConn, as the proxy's shutdown
+// goroutine may when its budget runs out while a stream is ending.
+type hookConn struct {
+	*net.TCPConn
+	onSetWriteDeadline func()
+	onWrite            func(p []byte)
+}
+
+func (c *hookConn) SetWriteDeadline(t time.Time) error {
+	if f := c.onSetWriteDeadline; f != nil {
+		c.onSetWriteDeadline = nil
+		f()
+	}
+	return c.TCPConn.SetWriteDeadline(t)
+}
+
+func (c *hookConn) Write(p []byte) (int, error) {
+	if f := c.onWrite; f != nil {
+		f(p)
+	}
+	return c.TCPConn.Write(p)
+}
+
+func tcpPair(t *testing.T, rcvbuf int) (server *net.TCPConn, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) })
+	}}
+	client, err = d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s.(*net.TCPConn), client
+}
+
+// TestAbortDuringCloseConn: Bridge.Abort makes "a write or linger in
+// progress end at once", even when it lands while closeConn is arming the
+// deadlines of the last chunk's write or of the linger, which must not
+// overwrite Abort's: the last chunk would block for WriteTimeout, the
+// linger wait its full 500 ms.
+func TestAbortDuringCloseConn(t *testing.T) {
+	newB := func(t *testing.T) *Bridge {
+		b, err := New(Options{WriteTimeout: 2 * time.Second, Upstream: func(*http.Request) (string, http.Header) { return "", nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Close)
+		return b
+	}
+	t.Run("abort during the last chunk's write: linger re-arms", func(t *testing.T) {
+		b := newB(t)
+		srv, _ := tcpPair(t, 1<<16) // the client neither reads nor closes
+		hc := &hookConn{TCPConn: srv}
+		hc.onWrite = func(p []byte) {
+			if string(p) == "0\r\n\r\n" {
+				b.Abort()
+			}
+		}
+		st := &stream{b: b, conn: hc, chunked: true, unwatch: func() {}}
+		b.remember(st)
+		start := time.Now()
+		st.closeConn(false)
+		if d := time.Since(start); d > 200*time.Millisecond {
+			t.Errorf("closeConn took %v after Abort, want at once (the linger re-armed its read deadline over Abort's)", d)
+		}
+	})
+	t.Run("abort before the last chunk's deadline is armed: write re-arms", func(t *testing.T) {
+		b := newB(t)
+		srv, _ := tcpPair(t, 4096) // the client neither reads nor closes
+		_ = srv.SetWriteBuffer(4096)
+		// Fill the socket buffers so that the last chunk cannot go out.
+		_ = srv.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		junk := make([]byte, 64<<10)
+		for {
+			if _, err := srv.Write(junk); err != nil {
+				break
+			}
+		}
+		// Then with writes as small as the last chunk, which the kernel
+		// may still squeeze into the queue's tail.
+		_ = srv.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		for {
+			if _, err := srv.Write(junk[:5]); err != nil {
+				break
+			}
+		}
+		hc := &hookConn{TCPConn: srv, onSetWriteDeadline: b.Abort}
+		st := &stream{b: b, conn: hc, chunked: true, unwatch: func() {}}
+		b.remember(st)
+		start := time.Now()
+		st.closeConn(false)
+		if d := time.Since(start); d > 200*time.Millisecond {
+			t.Errorf("closeConn took %v after Abort, want at once (the last chunk's SetWriteDeadline overwrote Abort's deadline)", d)
+		}
+	})
+}
+
+func selfSignedTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example.test"}, DNSNames: []string{"example.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+// TestAbortCutsBlockedTLSStream: a hijacked stream over TLS whose client
+// stopped reading is blocked in a write while its Bridge closes; Abort
+// ends it, and Bridge.Close returns, at once.
+func TestAbortCutsBlockedTLSStream(t *testing.T) {
+	cfg := selfSignedTLS(t)
+	h := newHarness(t, Options{Logger: zerolog.New(zerolog.NewTestWriter(t)), Padding: 16, WriteTimeout: 30 * time.Second, Replay: 10000, QueueLen: 5000, ReplayBytes: 256 << 20},
+		func(srv *httptest.Server) { srv.Listener = tls.NewListener(srv.Listener, cfg) })
+	d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := tls.DialWithDialer(d, "tcp", h.srv.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: example.test\r\nAccept: text/event-stream\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, resp.Body, "event: session\n")
+	up := h.up.next(t)
+	big := strings.Repeat("x", 32<<10)
+	for range 200 { // ~6.4 MB: far more than the socket buffers hold
+		up.send(t, false, big)
+	}
+	time.Sleep(500 * time.Millisecond) // the stream is now blocked in a write
+	closed := make(chan struct{})
+	go func() { h.b.Close(); close(closed) }()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	h.b.Abort()
+	select {
+	case <-closed:
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Bridge.Close returned %v after Abort, want at once", d)
+		}
+	case <-time.After(wait):
+		t.Fatal("Bridge.Close did not return")
+	}
+}
+
+// TestAbortedTLSStreamSkipsCloseNotify: an aborted (or slow) TLS stream is
+// closed without close_notify, which tls.Conn.Close sends under a 5 s
+// write deadline of its own: to a client that stopped reading (its send
+// queue full) the close would block for those 5 s.
+func TestAbortedTLSStreamSkipsCloseNotify(t *testing.T) {
+	b, err := New(Options{WriteTimeout: 2 * time.Second, Upstream: func(*http.Request) (string, http.Header) { return "", nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	raw, cli := tcpPair(t, 4096)
+	_ = raw.SetWriteBuffer(4096)
+	srv := tls.Server(raw, selfSignedTLS(t))
+	cc := tls.Client(cli, &tls.Config{InsecureSkipVerify: true})
+	go func() { _ = cc.Handshake() }()
+	if err := srv.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	st := &stream{b: b, conn: srv, chunked: true, unwatch: func() {}}
+	b.remember(st)
+	// The client stops reading; the stream writes until it blocks.
+	junk := make([]byte, 64<<10)
+	_ = srv.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	go func() {
+		for {
+			if _, err := srv.Write(junk); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	b.Abort() // cuts the write
+	time.Sleep(50 * time.Millisecond)
+	// Fill what the kernel still takes in small pieces, as the stream's
+	// next small write (a ping, a retry hint) may have done.
+	_ = raw.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	for {
+		if _, err := raw.Write(junk[:5]); err != nil {
+			break
+		}
+	}
+	start := time.Now()
+	st.closeConn(true) // slow: no linger, just Close
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("closeConn of an aborted TLS stream took %v, want at once (tls.Conn.Close's close_notify re-arms a 5 s deadline)", d)
+	}
+}
