@@ -41,6 +41,8 @@ type Server struct {
 	bridgeMetrics    *bridge.Metrics
 	bridgeLegMetrics *wsconn.Metrics
 	retiring         sync.WaitGroup // Close calls of bridges a reload replaced
+	retiredMu        sync.Mutex
+	retired          map[*bridge.Bridge]struct{} // those still closing
 
 	clientJS http.Handler
 	table    atomic.Pointer[routeTable]
@@ -163,22 +165,39 @@ func (s *Server) swapTable(cfg *config.Config) (*routeTable, error) {
 		}
 		return nil, err
 	}
-	retired := s.bridges
+	replaced := s.bridges
 	s.bridges = s.nextBridges
 	old := s.table.Swap(t)
-	for key, b := range retired {
+	for key, b := range replaced {
 		if s.bridges[key] != b {
-			// Close is bounded (it ends its streams with a retry hint);
-			// shutdown waits for it.
-			s.retiring.Go(b.Close)
+			s.retire(b)
 		}
 	}
 	return old, nil
 }
 
-// closeBridges closes every bridge of the current table; at deadline, it
-// aborts those still closing (Bridge.Abort), whose hijacked streams are
-// then cut short.
+// retire closes b, which a reload replaced, in the background. Close is
+// bounded (it ends b's streams with a retry hint, each within its write
+// timeout); shutdown waits for it, and aborts b at its deadline as it
+// aborts the current bridges. The caller holds reloadMu.
+func (s *Server) retire(b *bridge.Bridge) {
+	s.retiredMu.Lock()
+	if s.retired == nil {
+		s.retired = map[*bridge.Bridge]struct{}{}
+	}
+	s.retired[b] = struct{}{}
+	s.retiredMu.Unlock()
+	s.retiring.Go(func() {
+		b.Close()
+		s.retiredMu.Lock()
+		delete(s.retired, b)
+		s.retiredMu.Unlock()
+	})
+}
+
+// closeBridges closes every bridge of the current table and waits for
+// them and for those a reload replaced; at deadline, it aborts those still
+// closing (Bridge.Abort), whose hijacked streams are then cut short.
 func (s *Server) closeBridges(deadline time.Time) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -189,6 +208,7 @@ func (s *Server) closeBridges(deadline time.Time) {
 	closed := make(chan struct{})
 	go func() {
 		wg.Wait()
+		s.retiring.Wait()
 		close(closed)
 	}()
 	t := time.NewTimer(time.Until(deadline))
@@ -201,6 +221,11 @@ func (s *Server) closeBridges(deadline time.Time) {
 	for _, b := range s.bridges {
 		b.Abort()
 	}
+	s.retiredMu.Lock()
+	for b := range s.retired {
+		b.Abort()
+	}
+	s.retiredMu.Unlock()
 	<-closed
 }
 
@@ -320,7 +345,6 @@ func (s *Server) shutdown() {
 	s.closeBridges(deadline)
 	_ = s.poller.Close() // what the budget left open
 	<-shutdownDone
-	s.retiring.Wait()
 	if s.admin != nil {
 		_ = s.admin.Close()
 	}
