@@ -128,6 +128,9 @@ func (st *stream) writeConn(p []byte) error {
 // client that reads nothing) included.
 func (st *stream) closeConn(slow bool) {
 	st.unwatch()
+	st.b.mu.Lock()
+	st.closing = true // Abort may now close the socket under us
+	st.b.mu.Unlock()
 	left := st.clientLeft || st.state.Load()&evGone != 0
 	graceful := !left && !slow && !st.failed
 	if graceful && st.chunked && st.head == nil {
@@ -212,5 +215,12 @@ func (b *Bridge) Abort() {
 	defer b.mu.Unlock()
 	for st := range b.hijacked {
 		_ = st.conn.SetDeadline(time.Now())
+		if tc, ok := st.conn.(*tls.Conn); ok && st.closing {
+			// TLS's close_notify, which a closing stream may be sending,
+			// arms a deadline of its own; closing the socket ends it.
+			// Before closing, the stream's hangup watch may still be
+			// using the descriptor.
+			_ = tc.NetConn().Close()
+		}
 	}
 }

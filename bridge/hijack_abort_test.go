@@ -235,3 +235,77 @@ func TestAbortedTLSStreamSkipsCloseNotify(t *testing.T) {
 		t.Errorf("closeConn of an aborted TLS stream took %v, want at once (tls.Conn.Close's close_notify re-arms a 5 s deadline)", d)
 	}
 }
+
+// tlsHookConn is the TCP connection under a TLS stream, with hooks on its
+// deadlines and writes.
+type tlsHookConn struct {
+	*net.TCPConn
+	onSetWriteDeadline func(t time.Time)
+	afterWrite         func()
+}
+
+func (c *tlsHookConn) SetWriteDeadline(t time.Time) error {
+	if f := c.onSetWriteDeadline; f != nil {
+		f(t)
+	}
+	return c.TCPConn.SetWriteDeadline(t)
+}
+
+func (c *tlsHookConn) Write(p []byte) (int, error) {
+	n, err := c.TCPConn.Write(p)
+	if f := c.afterWrite; f != nil {
+		c.afterWrite = nil
+		f()
+	}
+	return n, err
+}
+
+// TestAbortDuringTLSCloseNotify: an Abort that lands as a closing TLS
+// stream's linger sends close_notify, which crypto/tls writes under a 5 s
+// deadline of its own, armed after Abort's, still ends the stream at once
+// when the client reads nothing.
+func TestAbortDuringTLSCloseNotify(t *testing.T) {
+	b, err := New(Options{WriteTimeout: 2 * time.Second, Upstream: func(*http.Request) (string, http.Header) { return "", nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	raw, cli := tcpPair(t, 4096)
+	_ = raw.SetWriteBuffer(4096)
+	hc := &tlsHookConn{TCPConn: raw}
+	srv := tls.Server(hc, selfSignedTLS(t))
+	cc := tls.Client(cli, &tls.Config{InsecureSkipVerify: true})
+	go func() { _ = cc.Handshake() }()
+	if err := srv.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	st := &stream{b: b, conn: srv, chunked: true, unwatch: func() {}}
+	b.remember(st)
+	armed := false
+	hc.onSetWriteDeadline = func(d time.Time) {
+		if !armed { // closeConn's, for the last chunk
+			armed = true
+			hc.afterWrite = func() {
+				// The last chunk went out; now the client's window fills.
+				junk := make([]byte, 512)
+				for _, n := range []int{512, 5, 24, 1} {
+					_ = raw.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+					for {
+						if _, err := raw.Write(junk[:n]); err != nil {
+							break
+						}
+					}
+				}
+			}
+			return
+		}
+		if time.Until(d) > 4*time.Second { // close_notify's own 5 s
+			b.Abort()
+		}
+	}
+	start := time.Now()
+	st.closeConn(false)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("closeConn took %v with an Abort during close_notify, want at once", d)
+	}
+}

@@ -79,6 +79,7 @@ type stream struct {
 	failed  bool // a write failed, perhaps mid-chunk
 	armed   time.Time
 	unwatch func()
+	closing bool // closeConn has begun and the watch is over; guarded by b.mu
 
 	bytes, events, replayed, lost int64
 	msgsUp0, bytesUp0             int64 // the session's back-channel counts at the first Read
