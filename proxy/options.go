@@ -78,6 +78,10 @@ func (s *Server) buildTable(cfg *config.Config) (*routeTable, error) {
 	}
 	dialer := wsconn.NewDialer(wsconn.DialOptions{Timeout: dialWait, TLSConfig: upTLS, BufferPool: s.bufferPool,
 		NetDialContext: guard.DialContext})
+	// A bridge's upstream leg is read by gorilla for the session's whole
+	// life, and a proxy holds thousands of them: a small read buffer.
+	bridgeDialer := wsconn.NewDialer(wsconn.DialOptions{Timeout: dialWait, TLSConfig: upTLS, BufferPool: s.bufferPool,
+		NetDialContext: guard.DialContext, ReadBufferSize: bridgeReadBufferSize})
 	for _, r := range cfg.EffectiveRoutes() {
 		target, err := url.Parse(cfg.UpstreamFor(r))
 		if err != nil {
@@ -97,7 +101,7 @@ func (s *Server) buildTable(cfg *config.Config) (*routeTable, error) {
 		rt.ws.Metrics = s.relayMetrics
 		rt.http = s.newReverseProxy(target, t)
 		if r.SSE {
-			if rt.bridge, err = s.bridgeFor(cfg, t, rt, dialer); err != nil {
+			if rt.bridge, err = s.bridgeFor(cfg, t, rt, bridgeDialer); err != nil {
 				return nil, fmt.Errorf("route %s: %w", r.Path, err)
 			}
 		}
@@ -105,6 +109,11 @@ func (s *Server) buildTable(cfg *config.Config) (*routeTable, error) {
 	}
 	return t, nil
 }
+
+// bridgeReadBufferSize is the read buffer of an SSE bridge's upstream
+// leg (see wsconn.DialOptions.ReadBufferSize): 512 B, where a relayed
+// WebSocket's gorilla connection has 2 KiB.
+const bridgeReadBufferSize = 512
 
 // bridgeFor returns the SSE bridge of a route. Bridges hold sessions that
 // clients resume, so a reload that leaves a route's bridge settings as they

@@ -37,6 +37,11 @@ type DialOptions struct {
 	// DialContext, say); it must honour its context's deadline. Nil means
 	// a plain net.Dialer with Timeout.
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ReadBufferSize is the read buffer each connection holds for its
+	// whole life; zero means 2 KiB. Payloads larger than the buffer
+	// bypass it, so a small one costs reads only when many small
+	// messages arrive at once.
+	ReadBufferSize int
 }
 
 // readBufferSize is each leg's read buffer, held for the connection's whole
@@ -66,12 +71,16 @@ func NewDialer(opts DialOptions) *websocket.Dialer {
 		dial = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
 	}
 	plain, secure := dialHandshakeConn(dial, opts.TLSConfig)
+	size := opts.ReadBufferSize
+	if size <= 0 {
+		size = readBufferSize
+	}
 	return &websocket.Dialer{
 		NetDialContext:    plain,
 		NetDialTLSContext: secure,
 		HandshakeTimeout:  timeout,
 		TLSClientConfig:   opts.TLSConfig,
-		ReadBufferSize:    readBufferSize,
+		ReadBufferSize:    size,
 		WriteBufferPool:   pool,
 	}
 }
