@@ -115,7 +115,7 @@ func (p *Poller) attach(r *Relay) bool {
 		w := r.out[s]
 		w.nonblocking, w.fd = true, fds[s]
 		w.conn = nil // written by fd; the conn, closed below, would keep its netFD and addresses alive
-		w.stalled = func() { r.loop.post(loopCmd{op: cmdWriteTimeout, r: r, s: side(s)}) }
+		w.relay, w.side = r, side(s)
 		c := r.conns[s]
 		_ = c.Close() // leaves Go's netpoller; the duplicate keeps the socket open
 		r.addrs[s] = [2]netip.AddrPort{addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())}
@@ -722,7 +722,7 @@ func (w *frameWriter) checkStall() {
 	}
 	w.mu.Unlock()
 	if stuck && waited >= w.timeout {
-		w.stalled()
+		w.relay.loop.post(loopCmd{op: cmdWriteTimeout, r: w.relay, s: w.side})
 	}
 }
 

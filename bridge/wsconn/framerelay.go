@@ -57,14 +57,16 @@ type frameWriter struct {
 	// written directly: fd is its descriptor (-1 once closed), pending
 	// what it has not taken yet, since when that has waited, stall the
 	// timer that enforces the write timeout on it (made at the first
-	// backlog), stalled what stall calls, and shutAfter a shutdown of the
-	// sending side that waits for the backlog to go out.
+	// backlog) and tells relay that its leg side is stuck, and shutAfter
+	// a shutdown of the sending side that waits for the backlog to go
+	// out.
 	nonblocking bool
+	side        side
 	fd          int
 	pending     []byte
 	since       time.Time
 	stall       *time.Timer
-	stalled     func()
+	relay       *Relay
 	shutAfter   bool
 
 	// backlog is set while pending holds bytes; forwarding into the leg
