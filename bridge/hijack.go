@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -124,34 +125,33 @@ func (st *stream) writeConn(p []byte) error {
 // to lingerTimeout. Closing a socket that holds unread bytes resets it,
 // and a reset throws away what is still queued for the client: the last
 // events, the close event, the last chunk. Otherwise the connection is
-// closed at once, TLS's close_notify (which would wait up to 5 s on a
-// client that reads nothing) included.
+// closed at once (see closeNow).
 func (st *stream) closeConn(slow bool) {
 	st.unwatch()
+	// From here on Abort closes the socket, whatever deadline the last
+	// chunk or the linger (or TLS's close_notify) has armed.
 	st.b.mu.Lock()
-	st.closing = true // Abort may now close the socket under us
+	st.closing = true
+	aborted := st.b.aborted.Load()
 	st.b.mu.Unlock()
 	left := st.clientLeft || st.state.Load()&evGone != 0
-	graceful := !left && !slow && !st.failed
-	if graceful && st.chunked && st.head == nil {
-		_ = st.conn.SetWriteDeadline(time.Now().Add(st.b.opts.WriteTimeout))
-		// Checked after arming, as writeConn does: an Abort from now on
-		// cuts the write.
-		if graceful = !st.b.aborted.Load(); graceful {
-			_, err := st.conn.Write([]byte("0\r\n\r\n"))
-			graceful = err == nil
-		}
-	}
-	if graceful && !st.b.aborted.Load() {
-		st.linger()
-		_ = st.conn.Close()
+	if left || slow || st.failed || aborted ||
+		st.chunked && st.head == nil && st.writeConn(nil) != nil { // the last chunk
+		closeNow(st.conn)
 		return
 	}
-	if tc, ok := st.conn.(*tls.Conn); ok {
-		_ = tc.NetConn().Close()
-		return
-	}
+	st.linger()
 	_ = st.conn.Close()
+}
+
+// closeNow closes c without a TLS close_notify, which crypto/tls writes
+// under a 5 s deadline of its own: to a client that reads nothing, the
+// close would take those 5 s.
+func closeNow(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	_ = c.Close()
 }
 
 // lingerTimeout bounds how long a stream's connection waits for its
@@ -176,9 +176,6 @@ func (st *stream) linger() {
 		}
 	}
 	_ = st.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
-	if st.b.aborted.Load() { // checked after arming, as in closeConn
-		return
-	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(st.conn, lingerMax))
 }
 
@@ -214,13 +211,13 @@ func (b *Bridge) Abort() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for st := range b.hijacked {
-		_ = st.conn.SetDeadline(time.Now())
-		if tc, ok := st.conn.(*tls.Conn); ok && st.closing {
-			// TLS's close_notify, which a closing stream may be sending,
-			// arms a deadline of its own; closing the socket ends it.
-			// Before closing, the stream's hangup watch may still be
-			// using the descriptor.
-			_ = tc.NetConn().Close()
+		if st.closing {
+			// Its hangup watch is over, so nothing else uses the
+			// descriptor; a deadline would not hold against the ones
+			// closing arms.
+			closeNow(st.conn)
+		} else {
+			_ = st.conn.SetDeadline(time.Now())
 		}
 	}
 }
