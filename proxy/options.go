@@ -76,12 +76,13 @@ func (s *Server) buildTable(cfg *config.Config) (*routeTable, error) {
 		transport: newTransport(guard, dialWait, upTLS),
 		ready:     newReadiness(cfg.Upstream, dialWait),
 	}
-	dialer := wsconn.NewDialer(wsconn.DialOptions{Timeout: dialWait, TLSConfig: upTLS, BufferPool: s.bufferPool,
-		NetDialContext: guard.DialContext})
+	dialOpts := wsconn.DialOptions{Timeout: dialWait, TLSConfig: upTLS, BufferPool: s.bufferPool,
+		NetDialContext: guard.DialContext}
+	dialer := wsconn.NewDialer(dialOpts)
 	// A bridge's upstream leg is read by gorilla for the session's whole
 	// life, and a proxy holds thousands of them: a small read buffer.
-	bridgeDialer := wsconn.NewDialer(wsconn.DialOptions{Timeout: dialWait, TLSConfig: upTLS, BufferPool: s.bufferPool,
-		NetDialContext: guard.DialContext, ReadBufferSize: bridgeReadBufferSize})
+	dialOpts.ReadBufferSize = bridgeReadBufferSize
+	bridgeDialer := wsconn.NewDialer(dialOpts)
 	for _, r := range cfg.EffectiveRoutes() {
 		target, err := url.Parse(cfg.UpstreamFor(r))
 		if err != nil {

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,16 +35,16 @@ type Server struct {
 	bufferPool   websocket.BufferPool
 	poller       *wsconn.Poller // nil where the platform has none
 
-	// SSE bridges of the current table by settings key, and those of the
-	// table being built (see bridgeFor); guarded by reloadMu.
+	// SSE bridges of the current table by settings key, those of the
+	// table being built (see bridgeFor), and those a reload replaced that
+	// are still closing; guarded by reloadMu.
 	reloadMu         sync.Mutex
 	bridges          map[string]*bridge.Bridge
 	nextBridges      map[string]*bridge.Bridge
+	retired          map[*bridge.Bridge]struct{}
+	retiring         sync.WaitGroup // the goroutines closing the retired bridges
 	bridgeMetrics    *bridge.Metrics
 	bridgeLegMetrics *wsconn.Metrics
-	retiring         sync.WaitGroup // Close calls of bridges a reload replaced
-	retiredMu        sync.Mutex
-	retired          map[*bridge.Bridge]struct{} // those still closing
 
 	clientJS http.Handler
 	table    atomic.Pointer[routeTable]
@@ -181,34 +183,33 @@ func (s *Server) swapTable(cfg *config.Config) (*routeTable, error) {
 // timeout); shutdown waits for it, and aborts b at its deadline as it
 // aborts the current bridges. The caller holds reloadMu.
 func (s *Server) retire(b *bridge.Bridge) {
-	s.retiredMu.Lock()
 	if s.retired == nil {
 		s.retired = map[*bridge.Bridge]struct{}{}
 	}
 	s.retired[b] = struct{}{}
-	s.retiredMu.Unlock()
 	s.retiring.Go(func() {
 		b.Close()
-		s.retiredMu.Lock()
+		s.reloadMu.Lock() // after closeBridges, which waits for Close itself
 		delete(s.retired, b)
-		s.retiredMu.Unlock()
+		s.reloadMu.Unlock()
 	})
 }
 
-// closeBridges closes every bridge of the current table and waits for
-// them and for those a reload replaced; at deadline, it aborts those still
-// closing (Bridge.Abort), whose hijacked streams are then cut short.
+// closeBridges closes every bridge of the current table, and waits for
+// them and for those a reload replaced that are still closing; at
+// deadline, it aborts those not yet closed (Bridge.Abort), whose hijacked
+// streams are then cut short.
 func (s *Server) closeBridges(deadline time.Time) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	bridges := slices.AppendSeq(slices.Collect(maps.Values(s.bridges)), maps.Keys(s.retired))
 	var wg sync.WaitGroup
-	for _, b := range s.bridges {
-		wg.Go(b.Close)
+	for _, b := range bridges {
+		wg.Go(b.Close) // a second Close of a retired bridge waits for the first
 	}
 	closed := make(chan struct{})
 	go func() {
 		wg.Wait()
-		s.retiring.Wait()
 		close(closed)
 	}()
 	t := time.NewTimer(time.Until(deadline))
@@ -218,14 +219,9 @@ func (s *Server) closeBridges(deadline time.Time) {
 		return
 	case <-t.C:
 	}
-	for _, b := range s.bridges {
+	for _, b := range bridges {
 		b.Abort()
 	}
-	s.retiredMu.Lock()
-	for b := range s.retired {
-		b.Abort()
-	}
-	s.retiredMu.Unlock()
 	<-closed
 }
 
@@ -345,6 +341,7 @@ func (s *Server) shutdown() {
 	s.closeBridges(deadline)
 	_ = s.poller.Close() // what the budget left open
 	<-shutdownDone
+	s.retiring.Wait() // the retiring goroutines, whose Close calls have returned
 	if s.admin != nil {
 		_ = s.admin.Close()
 	}
