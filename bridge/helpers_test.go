@@ -6,11 +6,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -519,4 +521,13 @@ func (hs *hookStore) waitAppended(t testing.TB, n uint64) {
 			t.Fatalf("seq %d never appended", n)
 		}
 	}
+}
+
+// smallRecvDialer dials TCP connections with a receive buffer of rcvbuf
+// bytes, for clients that stop reading: the sender's writes then block
+// after a few kilobytes rather than megabytes.
+func smallRecvDialer(rcvbuf int) *net.Dialer {
+	return &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) })
+	}}
 }

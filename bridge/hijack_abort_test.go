@@ -13,8 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +45,8 @@ func (c *hookConn) Write(p []byte) (int, error) {
 	return c.TCPConn.Write(p)
 }
 
+// tcpPair returns the two ends of a loopback TCP connection whose client
+// end has a receive buffer of rcvbuf bytes.
 func tcpPair(t *testing.T, rcvbuf int) (server *net.TCPConn, client net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -52,10 +54,7 @@ func tcpPair(t *testing.T, rcvbuf int) (server *net.TCPConn, client net.Conn) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) })
-	}}
-	client, err = d.Dial("tcp", ln.Addr().String())
+	client, err = smallRecvDialer(rcvbuf).Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,16 +73,8 @@ func tcpPair(t *testing.T, rcvbuf int) (server *net.TCPConn, client net.Conn) {
 // overwrite Abort's: the last chunk would block for WriteTimeout, the
 // linger wait its full 500 ms.
 func TestAbortDuringCloseConn(t *testing.T) {
-	newB := func(t *testing.T) *Bridge {
-		b, err := New(Options{WriteTimeout: 2 * time.Second, Upstream: func(*http.Request) (string, http.Header) { return "", nil }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		return b
-	}
-	t.Run("abort during the last chunk's write: linger re-arms", func(t *testing.T) {
-		b := newB(t)
+	t.Run("abort during the last chunk's write", func(t *testing.T) {
+		b := newBareBridge(t)
 		srv, _ := tcpPair(t, 1<<16) // the client neither reads nor closes
 		hc := &hookConn{TCPConn: srv}
 		hc.onWrite = func(p []byte) {
@@ -99,26 +90,12 @@ func TestAbortDuringCloseConn(t *testing.T) {
 			t.Errorf("closeConn took %v after Abort, want at once (the linger re-armed its read deadline over Abort's)", d)
 		}
 	})
-	t.Run("abort before the last chunk's deadline is armed: write re-arms", func(t *testing.T) {
-		b := newB(t)
-		srv, _ := tcpPair(t, 4096) // the client neither reads nor closes
-		_ = srv.SetWriteBuffer(4096)
-		// Fill the socket buffers so that the last chunk cannot go out.
-		_ = srv.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-		junk := make([]byte, 64<<10)
-		for {
-			if _, err := srv.Write(junk); err != nil {
-				break
-			}
-		}
-		// Then with writes as small as the last chunk, which the kernel
-		// may still squeeze into the queue's tail.
-		_ = srv.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-		for {
-			if _, err := srv.Write(junk[:5]); err != nil {
-				break
-			}
-		}
+	t.Run("abort as the last chunk's deadline is armed", func(t *testing.T) {
+		b := newBareBridge(t)
+		srv, _ := tightTCPPair(t) // the client neither reads nor closes
+		// Fill the socket buffers so that the last chunk cannot go out,
+		// down to writes as small as it.
+		fillSocket(srv, 64<<10, 5)
 		hc := &hookConn{TCPConn: srv, onSetWriteDeadline: b.Abort}
 		st := &stream{b: b, conn: hc, chunked: true, unwatch: func() {}}
 		b.remember(st)
@@ -152,10 +129,7 @@ func TestAbortCutsBlockedTLSStream(t *testing.T) {
 	cfg := selfSignedTLS(t)
 	h := newHarness(t, Options{Logger: zerolog.New(zerolog.NewTestWriter(t)), Padding: 16, WriteTimeout: 30 * time.Second, Replay: 10000, QueueLen: 5000, ReplayBytes: 256 << 20},
 		func(srv *httptest.Server) { srv.Listener = tls.NewListener(srv.Listener, cfg) })
-	d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	c, err := tls.DialWithDialer(d, "tcp", h.srv.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	c, err := tls.DialWithDialer(smallRecvDialer(4096), "tcp", h.srv.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,19 +167,9 @@ func TestAbortCutsBlockedTLSStream(t *testing.T) {
 // write deadline of its own: to a client that stopped reading (its send
 // queue full) the close would block for those 5 s.
 func TestAbortedTLSStreamSkipsCloseNotify(t *testing.T) {
-	b, err := New(Options{WriteTimeout: 2 * time.Second, Upstream: func(*http.Request) (string, http.Header) { return "", nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	raw, cli := tcpPair(t, 4096)
-	_ = raw.SetWriteBuffer(4096)
-	srv := tls.Server(raw, selfSignedTLS(t))
-	cc := tls.Client(cli, &tls.Config{InsecureSkipVerify: true})
-	go func() { _ = cc.Handshake() }()
-	if err := srv.Handshake(); err != nil {
-		t.Fatal(err)
-	}
+	b := newBareBridge(t)
+	raw, cli := tightTCPPair(t)
+	srv := tlsServerOver(t, raw, cli)
 	st := &stream{b: b, conn: srv, chunked: true, unwatch: func() {}}
 	b.remember(st)
 	// The client stops reading; the stream writes until it blocks.
@@ -223,12 +187,7 @@ func TestAbortedTLSStreamSkipsCloseNotify(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	// Fill what the kernel still takes in small pieces, as the stream's
 	// next small write (a ping, a retry hint) may have done.
-	_ = raw.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-	for {
-		if _, err := raw.Write(junk[:5]); err != nil {
-			break
-		}
-	}
+	fillSocket(raw, 5)
 	start := time.Now()
 	st.closeConn(true) // slow: no linger, just Close
 	if d := time.Since(start); d > time.Second {
@@ -265,20 +224,10 @@ func (c *tlsHookConn) Write(p []byte) (int, error) {
 // deadline of its own, armed after Abort's, still ends the stream at once
 // when the client reads nothing.
 func TestAbortDuringTLSCloseNotify(t *testing.T) {
-	b, err := New(Options{WriteTimeout: 2 * time.Second, Upstream: func(*http.Request) (string, http.Header) { return "", nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	raw, cli := tcpPair(t, 4096)
-	_ = raw.SetWriteBuffer(4096)
+	b := newBareBridge(t)
+	raw, cli := tightTCPPair(t)
 	hc := &tlsHookConn{TCPConn: raw}
-	srv := tls.Server(hc, selfSignedTLS(t))
-	cc := tls.Client(cli, &tls.Config{InsecureSkipVerify: true})
-	go func() { _ = cc.Handshake() }()
-	if err := srv.Handshake(); err != nil {
-		t.Fatal(err)
-	}
+	srv := tlsServerOver(t, hc, cli)
 	st := &stream{b: b, conn: srv, chunked: true, unwatch: func() {}}
 	b.remember(st)
 	armed := false
@@ -287,15 +236,7 @@ func TestAbortDuringTLSCloseNotify(t *testing.T) {
 			armed = true
 			hc.afterWrite = func() {
 				// The last chunk went out; now the client's window fills.
-				junk := make([]byte, 512)
-				for _, n := range []int{512, 5, 24, 1} {
-					_ = raw.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-					for {
-						if _, err := raw.Write(junk[:n]); err != nil {
-							break
-						}
-					}
-				}
+				fillSocket(raw, 512, 5, 24, 1)
 			}
 			return
 		}
@@ -308,4 +249,55 @@ func TestAbortDuringTLSCloseNotify(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("closeConn took %v with an Abort during close_notify, want at once", d)
 	}
+}
+
+// newBareBridge returns a Bridge for tests that drive a stream's
+// connection directly, with a 2 s write timeout.
+func newBareBridge(t *testing.T) *Bridge {
+	t.Helper()
+	b, err := New(Options{WriteTimeout: 2 * time.Second, Upstream: func(*http.Request) (string, http.Header) { return "", nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// tightTCPPair returns the two ends of a loopback TCP connection whose
+// buffers are 4 KiB on both sides, so that a few writes the client does
+// not read fill it.
+func tightTCPPair(t *testing.T) (server *net.TCPConn, client net.Conn) {
+	t.Helper()
+	server, client = tcpPair(t, 4096)
+	_ = server.SetWriteBuffer(4096)
+	return server, client
+}
+
+// tlsServerOver returns the server side of a TLS connection over conn,
+// handshaken with a client over client that reads nothing after.
+func tlsServerOver(t *testing.T, conn, client net.Conn) *tls.Conn {
+	t.Helper()
+	srv := tls.Server(conn, selfSignedTLS(t))
+	cc := tls.Client(client, &tls.Config{InsecureSkipVerify: true})
+	go func() { _ = cc.Handshake() }() // ends with the handshake, or when the test closes client
+	if err := srv.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+// fillSocket writes to c, which its peer does not read, until it takes no
+// more: with writes of each of sizes in turn, each until one has waited
+// 100 ms, so that the small ones fill what the large ones left.
+func fillSocket(c *net.TCPConn, sizes ...int) {
+	junk := make([]byte, slices.Max(sizes))
+	for _, n := range sizes {
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		for {
+			if _, err := c.Write(junk[:n]); err != nil {
+				break
+			}
+		}
+	}
+	_ = c.SetWriteDeadline(time.Time{})
 }

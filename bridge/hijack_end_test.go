@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -81,10 +79,7 @@ func TestHijackedStreamEndSurvivesUnreadClientBytes(t *testing.T) {
 	for _, extra := range []bool{false, true} {
 		t.Run(map[bool]string{false: "no extra byte", true: "one extra byte"}[extra], func(t *testing.T) {
 			h := newHarness(t, Options{Padding: 16})
-			d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-				return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-			}}
-			c, err := d.Dial("tcp", h.srv.Listener.Addr().String())
+			c, err := smallRecvDialer(4096).Dial("tcp", h.srv.Listener.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}

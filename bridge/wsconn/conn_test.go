@@ -72,7 +72,13 @@ func TestSmallReadBufferDialer(t *testing.T) {
 	}))
 	defer srv.Close()
 
+	if got := NewDialer(DialOptions{}).ReadBufferSize; got != readBufferSize {
+		t.Errorf("default read buffer %d, want %d", got, readBufferSize)
+	}
 	d := NewDialer(DialOptions{ReadBufferSize: 512})
+	if d.ReadBufferSize != 512 {
+		t.Fatalf("read buffer %d, want the 512 asked for", d.ReadBufferSize)
+	}
 	c, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err != nil {
 		t.Fatal(err)
