@@ -135,8 +135,11 @@ func (st *stream) closeConn(slow bool) {
 	aborted := st.b.aborted.Load()
 	st.b.mu.Unlock()
 	left := st.clientLeft || st.state.Load()&evGone != 0
-	if left || slow || st.failed || aborted ||
-		st.chunked && st.head == nil && st.writeConn(nil) != nil { // the last chunk
+	if left || slow || st.failed || aborted {
+		closeNow(st.conn)
+		return
+	}
+	if st.chunked && st.head == nil && st.writeConn(nil) != nil { // the last chunk
 		closeNow(st.conn)
 		return
 	}
