@@ -113,7 +113,9 @@ type Options struct {
 	// stream in its handler, as HTTP/2 streams always are. The Poller
 	// must outlive the Bridge (close it after Close): a stream whose
 	// watch ended with the Poller learns that its client left only when
-	// a write fails.
+	// a write fails. Unless Leg.Poller is set, the Poller also reads the
+	// upstream legs it can (see wsconn.Leg): a session then holds no
+	// goroutine either.
 	Poller *wsconn.Poller
 	// Logger receives the end-of-stream lines (Info) and session ends
 	// (Debug). The zero Logger logs nothing.
@@ -136,7 +138,7 @@ type Bridge struct {
 	cancel   context.CancelFunc // cancels ctx, which bounds upstream dials, when Close starts
 	mu       sync.Mutex         // guards closing, hijacked, and wg.Add against Close's wg.Wait
 	closing  bool
-	wg       sync.WaitGroup // every session's upstream reader and every stream
+	wg       sync.WaitGroup // every session (until its leg has Ended) and every stream
 	closeOne sync.Once
 
 	bufs sync.Pool // *[]byte: streams encode their events and frame their writes in these
@@ -186,6 +188,9 @@ func New(opts Options) (*Bridge, error) {
 	setDefault(&opts.MaxSessions, DefaultMaxSessions)
 	setDefault(&opts.QueueLen, max(1, opts.Replay/2))
 	setDefault(&opts.Leg.MaxMessageSize, 1<<20)
+	if opts.Leg.Poller == nil {
+		opts.Leg.Poller = opts.Poller
+	}
 	if opts.Padding == 1 {
 		opts.Padding = 2
 	}

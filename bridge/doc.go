@@ -112,13 +112,15 @@
 // memory, and a store shared by replicas (Redis) can sit beside it without
 // touching the streaming code.
 //
-// Each session has one goroutine, the upstream reader, which appends every
-// message to the log and never waits for a stream. Pings come from the
-// leg's timer (wsconn.Leg); back-channel writes are serialised by the leg,
-// so gorilla's one-writer rule holds. A stream is driven by events: the
-// store's wake-up (news in the log, a takeover, expiry), the client
-// leaving, the proxy ending it, its heartbeat and TTL-renewal timers. Each
-// posts a bit to the stream's state word, and a turn handles what was
+// Each session's upstream leg (wsconn.Leg) is read by the Poller's event
+// loop, or, without one or on a wss:// upstream, by a goroutine of the
+// leg's own; the reader appends every message to the log and never waits
+// for a stream. Pings come from the leg's timer; back-channel writes are
+// serialised by the leg, and on the loop each waits until the socket has
+// taken it, so at most one back-channel message per session is buffered.
+// A stream is driven by events: the store's wake-up (news in the log, a
+// takeover, expiry), the client leaving, the proxy ending it, its
+// heartbeat and TTL-renewal timers. Each posts a bit to the stream's state word, and a turn handles what was
 // posted, one turn at a time, so one goroutine at a time writes the
 // stream. Its queue is a window on the replay log: a stream more than
 // Options.QueueLen live events behind, or whose write (each with its own

@@ -18,9 +18,9 @@ import (
 )
 
 // session is the live side of a bridge session in this process: the
-// upstream WebSocket leg and the one goroutine that reads it
-// (copyFromUpstream), appending every message to the session's log. The
-// store holds the rest of the session's state and calls back as its owner.
+// upstream WebSocket leg, whose reader (an event loop, or a goroutine of
+// the leg's) appends every message to the session's log. The store holds
+// the rest of the session's state and calls back as its owner.
 //
 // Writes to the upstream are back-channel messages (Deliver, serialised by
 // the leg), pings (the leg's timer) and the close frame (WriteControl), so
@@ -36,11 +36,12 @@ type session struct {
 	start time.Time
 
 	// ctx is cancelled by Expire; closeUpstream then runs (once) and
-	// closes closed.
-	ctx     context.Context
-	cancel  context.CancelFunc
-	closed  chan struct{}
-	expired atomic.Bool
+	// closes closed. stopWatch ends that watch once the upstream ended.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	stopWatch func() bool
+	closed    chan struct{}
+	expired   atomic.Bool
 
 	// writing holds a token while a back-channel message is written:
 	// Deliver waits for it, or for its request to end, in line.
@@ -105,39 +106,40 @@ func (s *session) closeUpstream() {
 	s.leg.Close(websocket.CloseGoingAway, reason)
 }
 
-// copyFromUpstream reads the upstream until it ends, appending each
-// message to the session's log; it never waits for a stream. Its caller
-// registered it with the Bridge's WaitGroup.
-func (s *session) copyFromUpstream() {
+// run reads the upstream (see wsconn.Leg.Start): on an event loop, or
+// in a goroutine of the leg's own. Its caller registered the session with
+// the Bridge's WaitGroup; Ended leaves it.
+func (s *session) run() {
+	s.b.opts.Metrics.sessionStarted()
+	s.stopWatch = context.AfterFunc(s.ctx, s.closeUpstream)
+	s.leg.Start(s)
+}
+
+// Message implements wsconn.LegHandler: it appends an upstream message to
+// the session's log, and never waits for a stream.
+func (s *session) Message(binary bool, p []byte) {
+	s.log.Append(binary, p)
+}
+
+// Ended implements wsconn.LegHandler: the upstream has ended, and the
+// streams get the close event unless the session expired first.
+func (s *session) Ended(end wsconn.LegEnd) {
 	defer s.b.wg.Done()
-	m := s.b.opts.Metrics
-	m.sessionStarted()
-	stop := context.AfterFunc(s.ctx, s.closeUpstream)
-	var err error
-	for {
-		var mt int
-		var p []byte
-		if mt, p, err = s.leg.ReadMessage(); err != nil {
-			break
-		}
-		s.log.Append(mt == websocket.BinaryMessage, p)
-	}
-	if !stop() {
+	if !s.stopWatch() {
 		<-s.closed // expired: closeUpstream ran or is running; let it finish
 	}
-	s.leg.Stop()
-	end := s.leg.End(err, wsconn.ClosedByUpstream)
 	if !s.expired.Load() {
 		s.log.Finish(closeInfoOf(end))
 	}
 	s.cancel()
-	m.sessionEnded()
+	s.b.opts.Metrics.sessionEnded()
 	if e := s.b.log.Debug(); e.Enabled() {
 		e.Str("session", logID(s.id)).
 			Float64("duration", time.Since(s.start).Seconds()).
 			Str("closed_by", string(end.ClosedBy)).
 			Int("upstream_code", end.Code).
 			Bool("expired", s.expired.Load()).
+			Bool("on_loop", s.leg.OnLoop()).
 			AnErr("error", end.Err).
 			Msg("sse session ended")
 	}
@@ -220,7 +222,7 @@ func (b *Bridge) startSession(r *http.Request, clientIP string, wake func()) (si
 		return "", "", nil, http.StatusServiceUnavailable, err
 	}
 	b.wg.Add(1) // the calling stream holds the WaitGroup above zero
-	go s.copyFromUpstream()
+	s.run()
 	if sub, err = b.store.Attach(sid, clientIP, wake); err != nil {
 		return "", "", nil, http.StatusServiceUnavailable, err // evicted at once: the bridge is closing
 	}

@@ -78,7 +78,8 @@ type store interface {
 }
 
 // sessionLog is the writing side of a session's state, used by the one
-// goroutine that reads its upstream leg.
+// reader of its upstream leg (an event loop or a goroutine), one message
+// at a time.
 type sessionLog interface {
 	// Append adds an upstream message as the session's next event, wakes
 	// the attached stream and returns the event's seq. It never waits for

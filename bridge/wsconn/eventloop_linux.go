@@ -165,6 +165,7 @@ type eventLoop struct {
 	wake   int      // an eventfd in the set: a write wakes the loop for its queue
 	events []unix.EpollEvent
 	relays map[uint64]*Relay // by id; the loop goroutine's own
+	legs   map[uint64]*Leg   // by id; the loop goroutine's own
 	// ready are directions with bytes left to read after their turn;
 	// spare is the last list's memory.
 	ready, spare []readyDirection
@@ -179,10 +180,12 @@ type eventLoop struct {
 	watches map[uint64]*hangupWatch
 }
 
-// readyDirection is a direction waiting for another turn.
+// readyDirection is a direction waiting for another turn: side s of
+// relay r, or the reading of leg g.
 type readyDirection struct {
 	r *Relay
 	s side
+	g *Leg
 }
 
 // turnReads bounds the reads one direction gets per turn, so that a sender
@@ -199,6 +202,12 @@ const (
 	cmdWriteTimeout               // leg s of r has not taken its backlog within the write timeout
 	cmdEndLinger                  // stop reading what the refused sender s of r still sends
 	cmdStop                       // close every relay and end the loop
+
+	// Commands for a Leg (loopCmd.g).
+	cmdLegAdd          // start reading g
+	cmdLegClose        // close g's connection now
+	cmdLegReadTimeout  // g has been silent past the liveness window
+	cmdLegWriteTimeout // g has not taken its backlog within the write timeout
 )
 
 // loopCmd is a request to a loop from another goroutine: the relay's timer,
@@ -207,11 +216,16 @@ type loopCmd struct {
 	op loopOp
 	r  *Relay
 	s  side
+	g  *Leg
 }
 
 // wakeToken is the epoll data of the loop's eventfd; a relay's sockets
-// carry id<<1|side, and ids start at 1.
+// carry id<<1|side, and ids start at 1. Legs and hangup watches have
+// tokens of their own (legBit, watchBit).
 const wakeToken = 0
+
+// legBit marks the epoll tokens of legs: id|legBit.
+const legBit = 1 << 62
 
 func newEventLoop(dones *sync.WaitGroup) (*eventLoop, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -235,7 +249,7 @@ func newEventLoop(dones *sync.WaitGroup) (*eventLoop, error) {
 		_ = unix.Close(wake)
 		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
 	}
-	return &eventLoop{ep: ep, file: os.NewFile(uintptr(ep), "epoll"), wake: wake, dones: dones, events: make([]unix.EpollEvent, 256), relays: map[uint64]*Relay{}, watches: map[uint64]*hangupWatch{}, nextID: 1}, nil
+	return &eventLoop{ep: ep, file: os.NewFile(uintptr(ep), "epoll"), wake: wake, dones: dones, events: make([]unix.EpollEvent, 256), relays: map[uint64]*Relay{}, legs: map[uint64]*Leg{}, watches: map[uint64]*hangupWatch{}, nextID: 1}, nil
 }
 
 // post queues c for the loop and wakes it. It reports false when the loop
@@ -247,8 +261,12 @@ func (l *eventLoop) post(c loopCmd) bool {
 		l.mu.Unlock()
 		return false
 	}
-	if c.op == cmdAdd {
+	switch c.op {
+	case cmdAdd:
 		c.r.id = l.nextID
+		l.nextID++
+	case cmdLegAdd:
+		c.g.lp.id = l.nextID | legBit
 		l.nextID++
 	}
 	if c.op == cmdStop {
@@ -290,8 +308,11 @@ func (l *eventLoop) run() {
 		l.queue = nil
 		l.mu.Unlock()
 		for _, c := range q {
-			if c.op == cmdAdd {
+			switch c.op {
+			case cmdAdd:
 				l.relays[c.r.id] = c.r
+			case cmdLegAdd:
+				l.legs[c.g.lp.id] = c.g
 			}
 		}
 		l.stopAll()
@@ -328,6 +349,12 @@ func (l *eventLoop) serve(uintptr) bool {
 				l.hangup(tok)
 				continue
 			}
+			if tok&legBit != 0 {
+				if g := l.legs[tok]; g != nil {
+					g.ready(ev.Events)
+				}
+				continue
+			}
 			r := l.relays[tok>>1]
 			if r == nil {
 				continue // closed earlier in this batch
@@ -355,6 +382,11 @@ func (l *eventLoop) serveReady() {
 	ready := l.ready
 	l.ready = l.spare[:0]
 	for _, d := range ready {
+		if d.g != nil {
+			d.g.lp.dir.queued = false
+			d.g.readable(false)
+			continue
+		}
 		d.r.dirs[d.s].queued = false
 		d.r.readable(d.s, false)
 	}
@@ -371,6 +403,10 @@ func (l *eventLoop) runQueue() bool {
 	l.mu.Unlock()
 	end := false
 	for _, c := range q {
+		if c.g != nil {
+			l.runLegCmd(c)
+			continue
+		}
 		r := c.r
 		if c.op != cmdAdd && c.op != cmdStop && l.relays[r.id] != r {
 			continue // already closed
@@ -427,12 +463,16 @@ func (l *eventLoop) add(r *Relay) {
 	r.readable(upstream, false)
 }
 
-// stopAll closes every relay on the loop, as a proxy shutdown would, and
-// drops its hangup watches.
+// stopAll closes every relay and leg on the loop, as a proxy shutdown
+// would, and drops its hangup watches.
 func (l *eventLoop) stopAll() {
 	for _, r := range l.relays {
 		r.Shutdown()
 		l.finish(r)
+	}
+	for _, g := range l.legs {
+		g.Close(websocket.CloseGoingAway, "going away")
+		g.finish(g.lp.opError(upstream, "read", net.ErrClosed))
 	}
 	l.mu.Lock()
 	for tok, w := range l.watches {
@@ -474,42 +514,61 @@ func (r *Relay) report() {
 	}()
 }
 
-// readable reads leg s and forwards what it sent, until a read comes back
-// short; hup says the event reported the peer's FIN or an error, which a
-// short read does not end (the rest is read up to EOF).
+// readable reads leg s and forwards what it sent, for one turn (see
+// readTurn); hup says the event reported the peer's FIN or an error.
 func (r *Relay) readable(s side, hup bool) {
 	d := r.dirs[s]
 	d.hup = d.hup || hup // the FIN's edge comes once: keep it for after a pause
-	if d.done || d.paused {
+	switch {
+	case d.done || d.paused:
+		return
+	case d.lingering:
+		r.discardRefused(d, r.out[s].fd)
 		return
 	}
-	fr, fd := d.fr, r.out[s].fd
+	more, err := readTurn(r, d, r.out[s].fd)
+	switch {
+	case err != nil:
+		r.stopReading(d, err)
+	case more:
+		r.loop.queueTurn(d, readyDirection{r: r, s: s})
+	}
+}
+
+// frameConsumer is what an event loop reads frames for: a Relay, which
+// forwards them, or a Leg, which assembles messages.
+type frameConsumer interface {
+	// advance consumes what d's buffer holds, as Relay.advance does.
+	advance(d *direction) (int, error)
+	// opError is err on leg s as net.Conn's methods would report it.
+	opError(s side, op string, err error) error
+}
+
+// readTurn reads d's socket fd and lets c consume what came, until a read
+// comes back short (the kernel reports new bytes with a new edge), c must
+// wait for a backlog (d.paused is set), or reading must end (err). A turn
+// has at most turnReads reads, so that a sender that keeps a socket full
+// does not hold up the loop's other connections: more reports that d
+// wants another turn. A short read does not end the turn once d.hup is
+// set: the rest is read up to EOF.
+func readTurn(c frameConsumer, d *direction, fd int) (more bool, err error) {
+	fr := d.fr
 	drained := false
 	for reads := 0; ; reads++ {
-		if d.lingering {
-			r.discardRefused(d, fd)
-			return
-		}
-		need, err := r.advance(d)
+		need, err := c.advance(d)
 		switch {
 		case err != nil:
-			r.stopReading(d, err)
-			return
+			return false, err
 		case need == 0:
 			d.paused = true
-			return
+			return false, nil
 		case drained:
 			if fr.r == fr.w {
 				fr.release()
 			}
-			return
-		}
-		if reads == turnReads {
-			if !d.queued {
-				d.queued = true
-				r.loop.ready = append(r.loop.ready, readyDirection{r, s})
-			}
-			return
+			return false, nil
+		case reads == turnReads:
+			return true, nil
 		}
 		if fr.bp == nil {
 			fr.borrow()
@@ -524,16 +583,23 @@ func (r *Relay) readable(s side, hup bool) {
 			if fr.r == fr.w {
 				fr.release()
 			}
-			return
+			return false, nil
 		case errno != 0:
-			r.stopReading(d, r.opError(s, "read", os.NewSyscallError("read", errno)))
-			return
+			return false, c.opError(d.from, "read", os.NewSyscallError("read", errno))
 		case n == 0:
-			r.stopReading(d, errUnexpectedEOF())
-			return
+			return false, errUnexpectedEOF()
 		}
 		fr.w += n
 		drained = n < space && !d.hup
+	}
+}
+
+// queueTurn puts d, described by rd, on the list of directions that get
+// another turn after the events that came meanwhile.
+func (l *eventLoop) queueTurn(d *direction, rd readyDirection) {
+	if !d.queued {
+		d.queued = true
+		l.ready = append(l.ready, rd)
 	}
 }
 
@@ -721,7 +787,11 @@ func (w *frameWriter) checkStall() {
 		w.stall.Reset(w.timeout - waited) // a later backlog
 	}
 	w.mu.Unlock()
-	if stuck && waited >= w.timeout {
+	switch {
+	case !stuck || waited < w.timeout:
+	case w.leg != nil:
+		w.leg.lp.loop.post(loopCmd{op: cmdLegWriteTimeout, g: w.leg})
+	default:
 		w.relay.loop.post(loopCmd{op: cmdWriteTimeout, r: w.relay, s: w.side})
 	}
 }

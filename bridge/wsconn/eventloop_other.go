@@ -5,6 +5,9 @@ package wsconn
 import (
 	"errors"
 	"net"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // Poller relays connections on event loops where the platform has them
@@ -45,3 +48,13 @@ func (w *frameWriter) writeNonblocking([]byte) error { return errors.ErrUnsuppor
 func (p *Poller) WatchHangup(net.Conn, func()) (func(), error) {
 	return nil, errors.ErrUnsupported
 }
+
+// loopLeg is never made here.
+type loopLeg struct{ out *frameWriter }
+
+func (p *Poller) attachLeg(*Leg, *websocket.Conn) bool { return false }
+
+func (l *Leg) startOnLoop()                       {}
+func (l *Leg) closeOnLoop()                       {}
+func (l *Leg) writeOnLoop(int, []byte) error      { return errors.ErrUnsupported }
+func (l *Leg) tickOnLoop(time.Time) time.Duration { return time.Hour }

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // frameBufferSize is the read buffer of each direction of a frame-relayed
@@ -57,9 +58,9 @@ type frameWriter struct {
 	// written directly: fd is its descriptor (-1 once closed), pending
 	// what it has not taken yet, since when that has waited, stall the
 	// timer that enforces the write timeout on it (made at the first
-	// backlog) and tells relay that its leg side is stuck, and shutAfter
-	// a shutdown of the sending side that waits for the backlog to go
-	// out.
+	// backlog) and tells relay that its leg side is stuck (or leg, for a
+	// lone leg, that it is), and shutAfter a shutdown of the sending side
+	// that waits for the backlog to go out.
 	nonblocking bool
 	side        side
 	fd          int
@@ -67,6 +68,7 @@ type frameWriter struct {
 	since       time.Time
 	stall       *time.Timer
 	relay       *Relay
+	leg         *Leg
 	shutAfter   bool
 
 	// backlog is set while pending holds bytes; forwarding into the leg
@@ -296,6 +298,7 @@ const (
 	inWhole                       // data frame h, header included, which fits the buffer
 	inFragments                   // the rest of data frame h's payload, larger than the buffer
 	inDiscard                     // the rest of data frame h's payload, to be dropped
+	inMessage                     // a Leg's: the rest of data frame h's payload, for the message
 )
 
 // direction is one direction of a frame relay: the reader of leg from, the
@@ -562,6 +565,26 @@ func (w *frameWriter) write(frame []byte, now time.Time) error {
 	return nil
 }
 
+// writeFrame writes one whole frame to a non-blocking leg (see
+// writeNonblocking): unlike write, it reports a leg that has been sent a
+// close frame (errCloseSent) or broken (errLegBroken) rather than dropping
+// the frame.
+func (w *frameWriter) writeFrame(frame []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.closeSent:
+		return errCloseSent
+	case w.broken:
+		return errLegBroken
+	}
+	err := w.writeNonblocking(frame)
+	if err != nil {
+		w.broken = true
+	}
+	return err
+}
+
 // checkText feeds a chunk of a text message's payload, at position pos of
 // frame h, to the UTF-8 check; last is set for the message's final bytes.
 // A masked chunk is unmasked for the check and masked again.
@@ -580,19 +603,25 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-// control handles a control frame from leg s: a ping is answered, a ping or
-// pong keeps the leg alive (pongs carrying our payload give the round
-// trip), and a close frame is echoed and ends the reading of s. p lies in
-// the leg's read buffer and is valid only during the call.
+// control handles a control frame from leg s (see answerControl).
 func (r *Relay) control(s side, op byte, p []byte, now time.Time) error {
+	return answerControl(r.out[s], op, p, now, r.rttObserver(s), &r.opts)
+}
+
+// answerControl handles a control frame that came from the leg w writes
+// to: a ping is answered, a pong carrying our payload gives rtt (nil:
+// none) the round trip, and a close frame is echoed and ends the reading
+// of the leg, as a *websocket.CloseError. p lies in the leg's read buffer
+// and is valid only during the call.
+func answerControl(w *frameWriter, op byte, p []byte, now time.Time, rtt prometheus.Observer, opts *Options) error {
 	switch op {
 	case opPing:
-		err := r.out[s].writeControl(opPong, p, now.Add(r.opts.WriteTimeout))
+		err := w.writeControl(opPong, p, now.Add(opts.WriteTimeout))
 		if err != nil && !errors.Is(err, errCloseSent) && !errors.Is(err, errLegBroken) {
 			return &writeError{err}
 		}
 	case opPong:
-		observePong(r.rttObserver(s), p, now)
+		observePong(rtt, p, now)
 	case opClose:
 		code, reason, err := parseClosePayload(p)
 		if err != nil {
@@ -600,7 +629,7 @@ func (r *Relay) control(s side, op byte, p []byte, now time.Time) error {
 		}
 		// Echo the code, as gorilla's default close handler does; when
 		// our own close went first this is the echo and nothing is sent.
-		_ = r.out[s].writeControl(opClose, CloseMessage(code, ""), now.Add(r.opts.CloseTimeout))
+		_ = w.writeControl(opClose, CloseMessage(code, ""), now.Add(opts.CloseTimeout))
 		return &websocket.CloseError{Code: code, Text: reason}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,30 +20,50 @@ var ErrLegClosing = errors.New("wsconn: leg is closing")
 
 // Leg is one WebSocket connection kept alive on its own, for a leg that is
 // not relayed to another WebSocket: the SSE bridge's upstream leg. It does
-// for one connection what Relay does for each of its two: a read limit, a
-// liveness deadline of PingInterval+PongTimeout extended by every frame
-// (pongs, pings and data messages), pings every PingInterval from a runtime
-// timer (no goroutine), a write deadline before every write, and a closing
-// handshake bounded by CloseTimeout.
+// for one connection what Relay does for each of its two: a read limit,
+// UTF-8 checks of text messages, a liveness window of
+// PingInterval+PongTimeout renewed by every frame (pongs, pings and data),
+// pings every PingInterval from a runtime timer, a write timeout on every
+// write, and a closing handshake bounded by CloseTimeout.
 //
-// Concurrency: one goroutine reads (ReadMessage) until it gets an error;
-// WriteMessage may be called from any goroutine, and calls are serialised
-// (gorilla allows one writer at a time); Close and Stop are safe from any
-// goroutine, any number of times.
+// What it reads goes to a LegHandler (see Start). With Options.Poller, a
+// leg on a plain TCP connection dialled by a Dialer from NewDialer is read
+// by an event loop: it then holds no goroutine, and no read buffer while
+// idle. Any other leg is read by a goroutine of its own, through gorilla.
+//
+// Concurrency: WriteMessage may be called from any goroutine, and calls
+// are serialised (a message is written whole before the next); Close and
+// Stop are safe from any goroutine, any number of times.
 type Leg struct {
-	conn *websocket.Conn
+	conn *websocket.Conn // read by a goroutine; nil on an event loop
+	lp   *loopLeg        // on an event loop; nil otherwise
+	h    LegHandler
 	opts Options
 	rtt  prometheus.Observer
 
 	wmu      sync.Mutex // serialises data writes
 	writeErr atomic.Pointer[error]
 
+	started   atomic.Bool
 	closing   atomic.Bool
 	hardClose atomic.Pointer[time.Timer]
 
 	tmu     sync.Mutex // serialises ping with Stop
 	timer   *time.Timer
 	stopped bool
+}
+
+// LegHandler receives what a Leg reads.
+type LegHandler interface {
+	// Message is called for each data message, in order and never
+	// concurrently; p is the handler's to keep, sized to the message. On
+	// an event loop it runs on the loop's goroutine, so it must not
+	// block.
+	Message(binary bool, p []byte)
+	// Ended is called once, after the last Message, with how reading
+	// ended; the connection is closed by then. It runs in a goroutine of
+	// its own.
+	Ended(LegEnd)
 }
 
 // LegEnd describes how reading a Leg ended.
@@ -53,26 +74,28 @@ type LegEnd struct {
 	ClosedBy ClosedBy
 	// Code and Reason are the close code and reason received from the
 	// peer, 1006 when the leg ended without a close frame, or the code
-	// gorilla sent the peer for its violation (1002, 1009).
+	// sent to the peer for its violation (1002, 1007, 1009).
 	Code   int
 	Reason string
 	// Err is the cause when the end was not a clean close handshake.
 	Err error
 }
 
-// NewLeg takes over c, which must be open: it sets the read limit
-// (Options.MaxMessageSize), the liveness deadline and the control frame
-// handlers, and starts the ping timer. Only PingInterval, PongTimeout,
-// MaxMessageSize, WriteTimeout, CloseTimeout and Metrics.UpstreamPingRTT
-// are used: in streamgate a lone leg is always an upstream leg. Call Stop
-// once the reader is done.
+// NewLeg takes over c, which must be open, and starts its ping timer.
+// Only PingInterval, PongTimeout, MaxMessageSize, WriteTimeout,
+// CloseTimeout, Poller and Metrics.UpstreamPingRTT are used: in
+// streamgate a lone leg is always an upstream leg. Call Start to read it,
+// or Stop to drop it unread.
 func NewLeg(c *websocket.Conn, opts Options) *Leg {
 	opts = opts.withDefaults()
-	l := &Leg{conn: c, opts: opts}
+	l := &Leg{opts: opts}
 	if opts.Metrics != nil {
 		l.rtt = opts.Metrics.UpstreamPingRTT
 	}
-	l.configure()
+	if opts.Poller == nil || !opts.Poller.attachLeg(l, c) {
+		l.conn = c
+		l.configure()
+	}
 	if opts.PingInterval > 0 {
 		l.tmu.Lock()
 		l.timer = time.AfterFunc(opts.PingInterval, l.ping)
@@ -81,12 +104,43 @@ func NewLeg(c *websocket.Conn, opts Options) *Leg {
 	return l
 }
 
-// Conn returns the underlying connection, for its Subprotocol and
-// addresses. Reading and writing must go through the Leg.
-func (l *Leg) Conn() *websocket.Conn { return l.conn }
+// OnLoop reports whether an event loop reads the leg (see Leg).
+func (l *Leg) OnLoop() bool { return l.lp != nil }
+
+// Start reads the leg until it ends, handing each data message to h and
+// then how it ended. Call it once.
+func (l *Leg) Start(h LegHandler) {
+	l.h = h
+	l.started.Store(true)
+	if l.lp != nil {
+		l.startOnLoop()
+		return
+	}
+	go l.readAll()
+}
+
+// readAll is the reading goroutine of a leg that is not on an event loop.
+func (l *Leg) readAll() {
+	var err error
+	for {
+		var mt int
+		var p []byte
+		if mt, p, err = l.readMessage(); err != nil {
+			break
+		}
+		l.h.Message(mt == websocket.BinaryMessage, p)
+	}
+	end, tell := l.end(err)
+	if tell != nil {
+		_ = l.conn.WriteControl(websocket.CloseMessage, CloseMessage(tell.code, tell.reason), time.Now().Add(l.opts.CloseTimeout))
+	}
+	l.Stop()
+	l.h.Ended(end)
+}
 
 // configure sets the read limit, the first liveness deadline and the
-// ping/pong handlers, which run in the reading goroutine.
+// ping/pong handlers of a leg read through gorilla, which run in the
+// reading goroutine.
 func (l *Leg) configure() {
 	if l.opts.MaxMessageSize > 0 {
 		l.conn.SetReadLimit(l.opts.MaxMessageSize)
@@ -103,64 +157,106 @@ func (l *Leg) extendDeadline() {
 	}
 }
 
-// maxSpare is how many unused bytes past a message ReadMessage lets its
-// slice keep (beyond an eighth of the message) rather than copy it.
+// maxSpare is how many unused bytes past a message a leg lets its slice
+// keep (beyond an eighth of the message) rather than copy it.
 const maxSpare = 64
 
-// ReadMessage reads the next data message, in a slice sized to it that
-// the caller may keep. Each message extends the liveness deadline. After
-// an error, stop reading and pass the error to End.
-func (l *Leg) ReadMessage() (messageType int, p []byte, err error) {
-	messageType, p, err = l.conn.ReadMessage()
-	if err == nil {
-		l.extendDeadline()
-		if spare := cap(p) - len(p); spare > maxSpare && spare > len(p)/8 {
-			// gorilla reads with io.ReadAll, whose buffer starts at 512
-			// bytes and grows by half or more: a caller that keeps
-			// messages (a replay log) would hold twice a 256-byte
-			// message's size, 8 times a 64-byte one's.
-			p = bytes.Clone(p)
-		}
+// sizedToMessage returns p, or a copy of it when p's array is much larger
+// than the message: a caller that keeps messages (a replay log) would
+// otherwise hold, for a message read with io.ReadAll (whose buffer starts
+// at 512 bytes and grows by half or more) twice a 256-byte message's size,
+// 8 times a 64-byte one's.
+func sizedToMessage(p []byte) []byte {
+	if spare := cap(p) - len(p); spare > maxSpare && spare > len(p)/8 {
+		return bytes.Clone(p)
 	}
-	return messageType, p, err
+	return p
 }
 
-// WriteMessage writes one data message within WriteTimeout. Calls from
-// several goroutines are serialised in the order they get the lock. A
-// failed write breaks the leg: the connection is closed, so the reader
-// ends, and End reports the write error.
+// readMessage reads the next data message through gorilla. Each message
+// extends the liveness deadline; a text message must be UTF-8.
+func (l *Leg) readMessage() (messageType int, p []byte, err error) {
+	messageType, p, err = l.conn.ReadMessage()
+	if err != nil {
+		return 0, nil, err
+	}
+	if messageType == websocket.TextMessage && !utf8.Valid(p) {
+		return 0, nil, ErrInvalidUTF8
+	}
+	l.extendDeadline()
+	return messageType, sizedToMessage(p), nil
+}
+
+// WriteMessage writes one data message (websocket.TextMessage or
+// BinaryMessage) within WriteTimeout. Calls from several goroutines are
+// serialised in the order they get the lock. On an event loop it returns
+// once the socket has taken the whole message. A failed write breaks the
+// leg: the connection is closed, so reading ends, and the end reports the
+// write error.
 func (l *Leg) WriteMessage(messageType int, data []byte) error {
+	if messageType != websocket.TextMessage && messageType != websocket.BinaryMessage {
+		return fmt.Errorf("write: message type %d is not a data message", messageType)
+	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if l.closing.Load() {
 		return ErrLegClosing
 	}
+	if l.lp != nil {
+		return l.writeOnLoop(messageType, data)
+	}
 	_ = l.conn.SetWriteDeadline(time.Now().Add(l.opts.WriteTimeout))
 	if err := l.conn.WriteMessage(messageType, data); err != nil {
-		err = fmt.Errorf("write: %w", err)
-		l.writeErr.CompareAndSwap(nil, &err)
+		l.writeFailed(err)
 		_ = l.conn.Close()
-		return err
+		return fmt.Errorf("write: %w", err)
 	}
 	return nil
 }
 
+// writeFailed records the write error that broke the leg; the first one
+// is what its end reports.
+func (l *Leg) writeFailed(err error) {
+	err = fmt.Errorf("write: %w", err)
+	l.writeErr.CompareAndSwap(nil, &err)
+}
+
 // Close starts the closing handshake: it sends a close frame with code and
 // reason and closes the connection CloseTimeout later if the peer has not
-// answered by then. The reader then gets the peer's close frame (or an
-// error) and ends. Only the first call sends a frame.
+// answered by then. Reading then gets the peer's close frame (or an error)
+// and ends. Only the first call sends a frame.
 func (l *Leg) Close(code int, reason string) {
 	if !l.closing.CompareAndSwap(false, true) {
 		return
 	}
+	payload := CloseMessage(code, reason)
+	if l.lp != nil {
+		l.hardClose.Store(time.AfterFunc(l.opts.CloseTimeout, l.closeOnLoop))
+		_ = l.lp.out.writeControl(opClose, payload, time.Time{})
+		return
+	}
 	l.hardClose.Store(time.AfterFunc(l.opts.CloseTimeout, func() { _ = l.conn.Close() }))
-	_ = l.conn.WriteControl(websocket.CloseMessage, CloseMessage(code, reason), time.Now().Add(l.opts.CloseTimeout))
+	_ = l.conn.WriteControl(websocket.CloseMessage, payload, time.Now().Add(l.opts.CloseTimeout))
 }
 
-// Stop stops the ping timer and the hard close and closes the connection.
-// Call it when the reader is done; it is idempotent.
+// Stop closes the connection at once, without a closing handshake, and
+// stops the leg's timers. A started leg then ends (its handler hears of
+// it); one never started is just dropped. It is idempotent.
 func (l *Leg) Stop() {
 	l.closing.Store(true)
+	l.stopTimers()
+	switch {
+	case l.lp == nil:
+		_ = l.conn.Close()
+	case l.started.Load():
+		l.closeOnLoop()
+	default:
+		l.lp.out.closeSocket(-1)
+	}
+}
+
+// stopTimers stops the ping timer and the hard close.
+func (l *Leg) stopTimers() {
 	l.tmu.Lock()
 	l.stopped = true
 	if l.timer != nil {
@@ -170,12 +266,12 @@ func (l *Leg) Stop() {
 	if t := l.hardClose.Load(); t != nil {
 		t.Stop()
 	}
-	_ = l.conn.Close()
 }
 
-// ping runs on the leg's timer: it pings the peer and re-arms itself. A
-// failed ping needs no action: the read deadline expires and the reader
-// reports ping_timeout.
+// ping runs on the leg's timer: it pings the peer and re-arms itself (on
+// an event loop it also judges the liveness window). A failed ping needs
+// no action: the liveness window runs out and the leg ends with
+// ping_timeout.
 func (l *Leg) ping() {
 	l.tmu.Lock()
 	defer l.tmu.Unlock()
@@ -183,23 +279,26 @@ func (l *Leg) ping() {
 		return
 	}
 	now := time.Now()
+	if l.lp != nil {
+		l.timer.Reset(l.tickOnLoop(now))
+		return
+	}
 	_ = l.conn.WriteControl(websocket.PingMessage, pingPayload(now), now.Add(l.opts.WriteTimeout))
 	l.timer.Reset(l.opts.PingInterval)
 }
 
-// End classifies the error that ended reading: peer names the other end
-// (ClosedByUpstream for an upstream leg) for the cases where it closed or
-// dropped the connection.
-func (l *Leg) End(err error, peer ClosedBy) LegEnd {
-	e := LegEnd{ClosedBy: peer, Code: websocket.CloseAbnormalClosure}
+// end classifies the error that ended reading, and returns the close
+// frame the peer is still to be told for a rule it broke (nil if none).
+func (l *Leg) end(err error) (LegEnd, *closeFrame) {
+	e := LegEnd{ClosedBy: ClosedByUpstream, Code: websocket.CloseAbnormalClosure}
 	if werr := l.writeErr.Load(); werr != nil {
 		e.Err = *werr
 		var ne net.Error
 		if errors.As(*werr, &ne) && ne.Timeout() {
 			e.ClosedBy = ClosedByError
 		}
-		return e
+		return e, nil
 	}
-	re := classifyRead(err, string(peer), peer, l.opts)
-	return LegEnd{ClosedBy: re.by, Code: re.code, Reason: re.reason, Err: re.err}
+	re := classifyRead(err, "upstream", ClosedByUpstream, l.opts)
+	return LegEnd{ClosedBy: re.by, Code: re.code, Reason: re.reason, Err: re.err}, re.tell
 }
