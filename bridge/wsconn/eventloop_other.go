@@ -56,5 +56,6 @@ func (p *Poller) attachLeg(*Leg, *websocket.Conn) bool { return false }
 
 func (l *Leg) startOnLoop()                       {}
 func (l *Leg) closeOnLoop()                       {}
+func (l *Leg) dropOffLoop()                       {}
 func (l *Leg) writeOnLoop(int, []byte) error      { return errors.ErrUnsupported }
 func (l *Leg) tickOnLoop(time.Time) time.Duration { return time.Hour }

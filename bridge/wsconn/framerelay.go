@@ -45,30 +45,33 @@ var errLegBroken = errors.New("websocket: an earlier write to this leg failed")
 // lock, so control frames never land inside one.
 type frameWriter struct {
 	conn    net.Conn
-	mask    bool          // this side is the client on this leg: our frames are masked
 	timeout time.Duration // per-write deadline
 
-	mu        sync.Mutex
-	closeSent bool
-	broken    bool      // a write failed, perhaps mid-frame: nothing more may follow
-	armed     time.Time // when the write deadline was last set; zero: not set
-	ctl       []byte    // scratch for control frames
+	mu    sync.Mutex
+	armed time.Time // when the write deadline was last set; zero: not set
+	ctl   []byte    // scratch for the frames writeOwn makes
 
 	// On an event loop (see Poller) the leg's socket is non-blocking and
 	// written directly: fd is its descriptor (-1 once closed), pending
 	// what it has not taken yet, since when that has waited, stall the
 	// timer that enforces the write timeout on it (made at the first
 	// backlog) and tells relay that its leg side is stuck (or leg, for a
-	// lone leg, that it is), and shutAfter a shutdown of the sending side
-	// that waits for the backlog to go out.
-	nonblocking bool
+	// lone leg, that it is), and shutAfter (below) a shutdown of the
+	// sending side that waits for the backlog to go out.
+	fd      int
+	pending []byte
+	since   time.Time
+	stall   *time.Timer
+	relay   *Relay
+	leg     *Leg
+
+	// The small fields sit together, so that the struct stays in a
+	// 192-byte size class: a proxied WebSocket holds two.
 	side        side
-	fd          int
-	pending     []byte
-	since       time.Time
-	stall       *time.Timer
-	relay       *Relay
-	leg         *Leg
+	mask        bool // this side is the client on this leg: our frames are masked
+	nonblocking bool
+	closeSent   bool // under mu
+	broken      bool // under mu; a write failed, perhaps mid-frame: nothing more may follow
 	shutAfter   bool
 
 	// backlog is set while pending holds bytes; forwarding into the leg
@@ -90,9 +93,13 @@ func (w *frameWriter) armDeadline(now time.Time) {
 	}
 }
 
-// writeControl writes one control frame. A close frame is written at most
-// once, with its own deadline; nothing is written after it.
-func (w *frameWriter) writeControl(op byte, payload []byte, deadline time.Time) error {
+// writeOwn writes one frame the relay or leg makes itself rather than
+// forwards: a control frame, or a lone leg's data message. A close frame
+// is written at most once, with its own deadline; nothing is written after
+// it, and a write to a leg that was sent one (errCloseSent) or broken
+// (errLegBroken) is refused. On an event loop the deadline is not used:
+// the write timeout bounds the backlog instead.
+func (w *frameWriter) writeOwn(op byte, payload []byte, deadline time.Time) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
@@ -112,6 +119,9 @@ func (w *frameWriter) writeControl(op byte, payload []byte, deadline time.Time) 
 		_ = w.conn.SetWriteDeadline(deadline)
 		w.armed = time.Time{}
 		_, err = w.conn.Write(w.ctl)
+	}
+	if cap(w.ctl) > maxFrameHeader+maxControlPayload {
+		w.ctl = nil // a leg's data message: keep no scratch of its size
 	}
 	if err != nil {
 		w.broken = true // perhaps cut mid-frame: nothing more may follow
@@ -565,26 +575,6 @@ func (w *frameWriter) write(frame []byte, now time.Time) error {
 	return nil
 }
 
-// writeFrame writes one whole frame to a non-blocking leg (see
-// writeNonblocking): unlike write, it reports a leg that has been sent a
-// close frame (errCloseSent) or broken (errLegBroken) rather than dropping
-// the frame.
-func (w *frameWriter) writeFrame(frame []byte) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	switch {
-	case w.closeSent:
-		return errCloseSent
-	case w.broken:
-		return errLegBroken
-	}
-	err := w.writeNonblocking(frame)
-	if err != nil {
-		w.broken = true
-	}
-	return err
-}
-
 // checkText feeds a chunk of a text message's payload, at position pos of
 // frame h, to the UTF-8 check; last is set for the message's final bytes.
 // A masked chunk is unmasked for the check and masked again.
@@ -616,7 +606,7 @@ func (r *Relay) control(s side, op byte, p []byte, now time.Time) error {
 func answerControl(w *frameWriter, op byte, p []byte, now time.Time, rtt prometheus.Observer, opts *Options) error {
 	switch op {
 	case opPing:
-		err := w.writeControl(opPong, p, now.Add(opts.WriteTimeout))
+		err := w.writeOwn(opPong, p, now.Add(opts.WriteTimeout))
 		if err != nil && !errors.Is(err, errCloseSent) && !errors.Is(err, errLegBroken) {
 			return &writeError{err}
 		}
@@ -629,7 +619,7 @@ func answerControl(w *frameWriter, op byte, p []byte, now time.Time, rtt prometh
 		}
 		// Echo the code, as gorilla's default close handler does; when
 		// our own close went first this is the echo and nothing is sent.
-		_ = w.writeControl(opClose, CloseMessage(code, ""), now.Add(opts.CloseTimeout))
+		_ = w.writeOwn(opClose, CloseMessage(code, ""), now.Add(opts.CloseTimeout))
 		return &websocket.CloseError{Code: code, Text: reason}
 	}
 	return nil

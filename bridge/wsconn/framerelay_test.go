@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 )
@@ -357,14 +358,14 @@ func TestLivenessDeadline(t *testing.T) {
 func TestFailedControlWriteBreaksTheLeg(t *testing.T) {
 	dc := &deadlineConn{failWrite: errors.New("i/o timeout")}
 	w := &frameWriter{conn: dc, timeout: time.Second}
-	if err := w.writeControl(opPing, []byte("123"), time.Now().Add(time.Second)); err == nil {
+	if err := w.writeOwn(opPing, []byte("123"), time.Now().Add(time.Second)); err == nil {
 		t.Fatal("the failed ping reported no error")
 	}
 	dc.failWrite = nil
 	if err := w.write(appendFrame(nil, opText, []byte("hello"), false), time.Now()); err != nil || len(dc.writes) != 0 {
 		t.Fatalf("a data frame went out after a cut ping: err %v, writes %q", err, dc.writes)
 	}
-	if err := w.writeControl(opPong, nil, time.Now().Add(time.Second)); err == nil || len(dc.writes) != 0 {
+	if err := w.writeOwn(opPong, nil, time.Now().Add(time.Second)); err == nil || len(dc.writes) != 0 {
 		t.Fatalf("a control frame went out after a cut ping: err %v, writes %q", err, dc.writes)
 	}
 }
@@ -501,5 +502,15 @@ func TestParseFrameHeader(t *testing.T) {
 				t.Fatalf("got length %d masked %v err %v", h.length, h.masked, err)
 			}
 		})
+	}
+}
+
+// TestFrameWriterSize guards the per-connection cost of a relay: every
+// proxied WebSocket holds two frameWriters, idle or not, so a field that
+// pushes the struct past the 176-byte size class costs 32 bytes or more
+// on each.
+func TestFrameWriterSize(t *testing.T) {
+	if n := unsafe.Sizeof(frameWriter{}); n > 176 {
+		t.Errorf("frameWriter is %d bytes, want at most 176 (group its small fields, or move rarely used ones out)", n)
 	}
 }

@@ -232,7 +232,7 @@ func (l *Leg) Close(code int, reason string) {
 	payload := CloseMessage(code, reason)
 	if l.lp != nil {
 		l.hardClose.Store(time.AfterFunc(l.opts.CloseTimeout, l.closeOnLoop))
-		_ = l.lp.out.writeControl(opClose, payload, time.Time{})
+		_ = l.lp.out.writeOwn(opClose, payload, time.Time{})
 		return
 	}
 	l.hardClose.Store(time.AfterFunc(l.opts.CloseTimeout, func() { _ = l.conn.Close() }))
@@ -251,7 +251,7 @@ func (l *Leg) Stop() {
 	case l.started.Load():
 		l.closeOnLoop()
 	default:
-		l.lp.out.closeSocket(-1)
+		l.dropOffLoop()
 	}
 }
 

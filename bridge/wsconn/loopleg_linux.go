@@ -87,11 +87,16 @@ func (p *Poller) attachLeg(l *Leg, c *websocket.Conn) bool {
 func (l *Leg) startOnLoop() {
 	if !l.lp.loop.post(loopCmd{op: cmdLegAdd, g: l}) {
 		// The Poller is closing: end as its Close ends the legs it has.
-		l.lp.out.closeSocket(-1)
+		l.dropOffLoop()
 		l.stopTimers()
-		l.report(l.lp.opError(upstream, "read", net.ErrClosed))
+		end, _ := l.end(l.lp.opError(upstream, "read", net.ErrClosed))
+		l.lp.markFinished()
+		l.reportEnd(end)
 	}
 }
+
+// dropOffLoop closes the socket of a leg that no loop has taken.
+func (l *Leg) dropOffLoop() { l.lp.out.closeSocket(-1) }
 
 // closeOnLoop asks the loop to close the leg's connection now.
 func (l *Leg) closeOnLoop() {
@@ -281,7 +286,7 @@ func (l *Leg) finish(err error) {
 	delete(lp.loop.legs, lp.id)
 	end, tell := l.end(err)
 	if tell != nil {
-		_ = lp.out.writeControl(opClose, CloseMessage(tell.code, tell.reason), time.Time{})
+		_ = lp.out.writeOwn(opClose, CloseMessage(tell.code, tell.reason), time.Time{})
 	}
 	l.closing.Store(true)
 	lp.out.closeSocket(lp.loop.ep)
@@ -289,6 +294,13 @@ func (l *Leg) finish(err error) {
 	lp.dir.fr.release()
 	lp.data = nil
 	l.stopTimers()
+	lp.markFinished()
+	l.reportEnd(end)
+}
+
+// markFinished records that the leg has ended and wakes a writer waiting
+// for its backlog to drain.
+func (lp *loopLeg) markFinished() {
 	lp.dmu.Lock()
 	lp.finished = true
 	if lp.drained != nil {
@@ -296,16 +308,6 @@ func (l *Leg) finish(err error) {
 		lp.drained = nil
 	}
 	lp.dmu.Unlock()
-	l.reportEnd(end)
-}
-
-// report ends a leg that no loop has taken with err.
-func (l *Leg) report(err error) {
-	end, _ := l.end(err)
-	l.lp.dmu.Lock()
-	l.lp.finished = true
-	l.lp.dmu.Unlock()
-	l.reportEnd(end)
 }
 
 // reportEnd hands end to the handler in a goroutine of its own, so that
@@ -330,8 +332,7 @@ func (l *Leg) writeOnLoop(messageType int, data []byte) error {
 		op = opBinary
 	}
 	lp := l.lp
-	frame := appendFrame(make([]byte, 0, len(data)+maxFrameHeader), op, data, true)
-	switch err := lp.out.writeFrame(frame); {
+	switch err := lp.out.writeOwn(op, data, time.Time{}); {
 	case err == errCloseSent:
 		return ErrLegClosing
 	case err == errLegBroken:
@@ -389,7 +390,7 @@ func (l *Leg) tickOnLoop(now time.Time) time.Duration {
 		return time.Millisecond // until the loop has ended the leg
 	}
 	if !now.Before(lp.nextPing) {
-		_ = lp.out.writeControl(opPing, pingPayload(now), time.Time{})
+		_ = lp.out.writeOwn(opPing, pingPayload(now), time.Time{})
 		lp.nextPing = now.Add(l.opts.PingInterval)
 	}
 	next := lp.nextPing

@@ -4,7 +4,7 @@ package wsconn
 
 import (
 	"bufio"
-	"errors"
+	"context"
 	"net"
 	"runtime"
 	"strings"
@@ -134,11 +134,26 @@ func TestPollerCloseEndsLegs(t *testing.T) {
 			t.Errorf("peer was told %d, want 1001", code)
 		}
 	}
-	// A leg made now reads by a goroutine.
-	l := dialLeg(t, rawUpstreamOK(t), Options{}, nil)
+	// A leg made on the closed Poller is read by a goroutine, and works.
+	url := rawUpstream(t, "\r\n", appendFrame(nil, opText, []byte("hi"), false), readUntilEOF)
+	c, _, err := Dial(context.Background(), NewDialer(DialOptions{}), url, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLeg(c, Options{Poller: p})
+	if l.OnLoop() {
+		t.Fatal("a leg made after Poller.Close is on a loop")
+	}
+	rec := newLegRecorder()
+	l.Start(rec)
+	if m := rec.next(t); string(m.p) != "hi" {
+		t.Errorf("got %q, want %q", m.p, "hi")
+	}
 	l.Stop()
-	if errors.Is(p.Close(), errPollerClosed) {
-		t.Error("a second Close failed")
+	select {
+	case <-rec.end:
+	case <-time.After(5 * time.Second):
+		t.Error("Stop did not end the leg")
 	}
 }
 

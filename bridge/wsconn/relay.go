@@ -94,7 +94,7 @@ type Result struct {
 }
 
 // side indexes the two legs of a relay.
-type side int
+type side uint8
 
 const (
 	client side = iota
@@ -353,7 +353,7 @@ func (r *Relay) framed() bool { return r.out[client] != nil }
 // writeControl sends a control frame to leg s from any goroutine.
 func (r *Relay) writeControl(s side, op int, payload []byte, deadline time.Time) error {
 	if r.framed() {
-		return r.out[s].writeControl(byte(op), payload, deadline)
+		return r.out[s].writeOwn(byte(op), payload, deadline)
 	}
 	return r.legs[s].WriteControl(op, payload, deadline)
 }
