@@ -124,6 +124,12 @@ type sseRow struct {
 	// about rate x seconds messages for replay.
 	KiBWarm    *float64 `json:"rss_kib_per_session_warm,omitempty"`
 	KiBEnd     *float64 `json:"rss_kib_per_session_end,omitempty"`
+	// KiBBase and KiBPerMessage are the line through those two points: a
+	// session's RSS with an empty replay, and what each message it holds
+	// for replay adds. They are estimates, for telling what a session
+	// costs from what its replay does.
+	KiBBase       *float64 `json:"rss_kib_per_session_base,omitempty"`
+	KiBPerMessage *float64 `json:"rss_kib_per_replayed_message,omitempty"`
 	Rate       float64  `json:"rate,omitempty"` // messages per second to each session
 	WarmS      float64  `json:"warm_s,omitempty"`
 	EndS       float64  `json:"end_s,omitempty"`
@@ -333,6 +339,11 @@ func summarizeSSERuns(runs []rawRecord) *sseRow {
 	}
 	row.EventsPerSec, row.P50us, row.P99us = *median(eps), *median(p50), *median(p99)
 	row.KiBWarm, row.KiBEnd, row.CPUPer100k = median(warm), median(end), median(cpu)
+	if held := row.Rate * (row.EndS - row.WarmS); row.KiBWarm != nil && held > 0 {
+		perMsg := (*row.KiBEnd - *row.KiBWarm) / held
+		base := *row.KiBWarm - perMsg*row.Rate*row.WarmS
+		row.KiBPerMessage, row.KiBBase = &perMsg, &base
+	}
 	return row
 }
 
@@ -409,6 +420,9 @@ func writeText(w io.Writer, res results) {
 			if r := s.SSE; r.KiBWarm != nil {
 				fmt.Fprintf(w, "    proxy RSS per session: %.1f KiB at %gs, %.1f KiB at %gs (each holding ~%.0f and ~%.0f messages for replay); CPU %s s per 100k events\n",
 					*r.KiBWarm, r.WarmS, *r.KiBEnd, r.EndS, r.Rate*r.WarmS, r.Rate*r.EndS, cell(r.CPUPer100k, nil, "%.2f", ""))
+				if r.KiBBase != nil {
+					fmt.Fprintf(w, "    %s\n", replayLine(r, m.SSESize))
+				}
 			}
 		}
 	}
@@ -514,9 +528,19 @@ func writeSSELines(w io.Writer, res results) {
 			if r := s.SSE; r.KiBWarm != nil {
 				fmt.Fprintf(w, "Proxy RSS per session: %.1f KiB at %g s and %.1f KiB at %g s into the run, when each session holds about %.0f and %.0f messages for replay; %s proxy CPU-s per 100k events.\n",
 					*r.KiBWarm, r.WarmS, *r.KiBEnd, r.EndS, r.Rate*r.WarmS, r.Rate*r.EndS, cell(r.CPUPer100k, nil, "%.2f", ""))
+				if r.KiBBase != nil {
+					fmt.Fprintln(w, replayLine(r, m.SSESize))
+				}
 			}
 		}
 	}
+}
+
+// replayLine tells apart, from the line through the two RSS figures, what
+// a session costs and what each message held for its replay adds.
+func replayLine(r *sseRow, payload int) string {
+	return fmt.Sprintf("A line through the two: %.1f KiB per session with an empty replay, plus %.2f KiB per message held, of which %.2f KiB is its payload.",
+		*r.KiBBase, *r.KiBPerMessage, float64(payload)/1024)
 }
 
 // writeMethod writes how the numbers were measured, and the run's notes.

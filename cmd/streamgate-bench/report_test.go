@@ -106,7 +106,7 @@ func TestReportRoundTripsThroughResultsFile(t *testing.T) {
 		rawRecord{Kind: "throughput", Round: 1, Target: "direct", Echo: &echoResult{RTPerSec: 1000, P50us: 40}},
 		rawRecord{Kind: "throughput", Round: 1, Target: "streamgate", Echo: &echoResult{RTPerSec: 500, RoundTrips: 5000}, CPU: ptr(0.5)},
 		rawRecord{Kind: "sse", Round: 1, Target: "streamgate", SSE: &sseResult{Conns: 10, Connected: 10, EventsPerSec: 100, P50us: 300},
-			SSEMem: &sseMemRecord{RSSBefore: 1000, RSSWarm: 1200, RSSEnd: 1500, Rate: 1, WarmS: 20, EndS: 49, CPU: 0.029}},
+			SSEMem: &sseMemRecord{RSSBefore: 1000, RSSWarm: 1300, RSSEnd: 1590, Rate: 1, WarmS: 20, EndS: 49, CPU: 0.029}},
 	)
 	first, err := loadResults(data)
 	if err != nil {
@@ -120,8 +120,10 @@ func TestReportRoundTripsThroughResultsFile(t *testing.T) {
 	var md bytes.Buffer
 	writeMarkdown(&md, again)
 	for _, want := range []string{"2 × Test CPU", "Linux 6.1", "| streamgate | 500 rt/s | 0.50 |", "5.00 |", "64 conns × 1 KiB", "SSE bridge",
-		// (1200-1000)/10 sessions, (1500-1000)/10; 0.029 CPU-s over 10 x 1 x 29 events.
-		"20.0 KiB at 20 s and 50.0 KiB at 49 s", "about 20 and 49 messages", "10.00 proxy CPU-s per 100k events"} {
+		// (1300-1000)/10 sessions, (1590-1000)/10; 0.029 CPU-s over 10 x 1 x 29 events.
+		"30.0 KiB at 20 s and 59.0 KiB at 49 s", "about 20 and 49 messages", "10.00 proxy CPU-s per 100k events",
+		// 29 KiB more for 29 more messages each: 1 KiB a message, 30 - 20 x 1 without any.
+		"10.0 KiB per session with an empty replay, plus 1.00 KiB per message held"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md.String())
 		}
