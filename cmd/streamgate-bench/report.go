@@ -122,18 +122,18 @@ type sseRow struct {
 	// KiBWarm and KiBEnd are the proxy's RSS growth per connected session
 	// at WarmS and EndS seconds into the run; by then each session holds
 	// about rate x seconds messages for replay.
-	KiBWarm    *float64 `json:"rss_kib_per_session_warm,omitempty"`
-	KiBEnd     *float64 `json:"rss_kib_per_session_end,omitempty"`
+	KiBWarm *float64 `json:"rss_kib_per_session_warm,omitempty"`
+	KiBEnd  *float64 `json:"rss_kib_per_session_end,omitempty"`
 	// KiBBase and KiBPerMessage are the line through those two points: a
 	// session's RSS with an empty replay, and what each message it holds
 	// for replay adds. They are estimates, for telling what a session
 	// costs from what its replay does.
 	KiBBase       *float64 `json:"rss_kib_per_session_base,omitempty"`
 	KiBPerMessage *float64 `json:"rss_kib_per_replayed_message,omitempty"`
-	Rate       float64  `json:"rate,omitempty"` // messages per second to each session
-	WarmS      float64  `json:"warm_s,omitempty"`
-	EndS       float64  `json:"end_s,omitempty"`
-	CPUPer100k *float64 `json:"cpu_s_per_100k_events,omitempty"`
+	Rate          float64  `json:"rate,omitempty"` // messages per second to each session
+	WarmS         float64  `json:"warm_s,omitempty"`
+	EndS          float64  `json:"end_s,omitempty"`
+	CPUPer100k    *float64 `json:"cpu_s_per_100k_events,omitempty"`
 }
 
 // results is the machine-readable file compare.sh keeps.
