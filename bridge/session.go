@@ -35,29 +35,33 @@ type session struct {
 	log   sessionLog
 	start time.Time
 
-	// ctx is cancelled by Expire; closeUpstream then runs (once) and
-	// closes closed. stopWatch ends that watch once the upstream ended.
-	ctx       context.Context
-	cancel    context.CancelFunc
-	stopWatch func() bool
-	closed    chan struct{}
-	expired   atomic.Bool
+	// state is how the session ends: whichever of Expire and Ended comes
+	// first moves it from sessionLive and closes done. After Expire,
+	// closeUpstream runs and closes closed.
+	state  atomic.Uint32
+	done   chan struct{}
+	closed chan struct{}
 
 	// writing holds a token while a back-channel message is written:
 	// Deliver waits for it, or for its request to end, in line.
 	writing chan struct{}
 }
 
+// The states of a session's end (session.state).
+const (
+	sessionLive    uint32 = iota
+	sessionExpired        // the store expired it: the upstream gets 1001
+	sessionEnded          // the upstream ended first
+)
+
 // newSession wraps the freshly dialled upstream connection c of session id.
 func (b *Bridge) newSession(id string, c *websocket.Conn) *session {
-	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
 		b:       b,
 		id:      id,
 		leg:     wsconn.NewLeg(c, b.opts.Leg),
 		start:   time.Now(),
-		ctx:     ctx,
-		cancel:  cancel,
+		done:    make(chan struct{}),
 		closed:  make(chan struct{}),
 		writing: make(chan struct{}, 1),
 	}
@@ -74,7 +78,7 @@ func (s *session) Deliver(ctx context.Context, m message) error {
 	case s.writing <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("wait to write upstream: %w", context.Cause(ctx))
-	case <-s.ctx.Done():
+	case <-s.done:
 		return wsconn.ErrLegClosing
 	}
 	defer func() { <-s.writing }()
@@ -88,11 +92,14 @@ func (s *session) Deliver(ctx context.Context, m message) error {
 	return s.leg.WriteMessage(mt, m.Data)
 }
 
-// Expire implements owner. It runs under the store's locks, so it only
-// cancels the session's context; closeUpstream does the I/O.
+// Expire implements owner. It runs under the store's locks, so the I/O
+// is closeUpstream's, in a goroutine of its own. Once the upstream ended
+// it does nothing.
 func (s *session) Expire() {
-	s.expired.Store(true)
-	s.cancel()
+	if s.state.CompareAndSwap(sessionLive, sessionExpired) {
+		close(s.done)
+		go s.closeUpstream()
+	}
 }
 
 // closeUpstream starts the upstream's closing handshake once the session
@@ -111,7 +118,6 @@ func (s *session) closeUpstream() {
 // the Bridge's WaitGroup; Ended leaves it.
 func (s *session) run() {
 	s.b.opts.Metrics.sessionStarted()
-	s.stopWatch = context.AfterFunc(s.ctx, s.closeUpstream)
 	s.leg.Start(s)
 }
 
@@ -125,20 +131,20 @@ func (s *session) Message(binary bool, p []byte) {
 // streams get the close event unless the session expired first.
 func (s *session) Ended(end wsconn.LegEnd) {
 	defer s.b.wg.Done()
-	if !s.stopWatch() {
-		<-s.closed // expired: closeUpstream ran or is running; let it finish
-	}
-	if !s.expired.Load() {
+	expired := !s.state.CompareAndSwap(sessionLive, sessionEnded)
+	if expired {
+		<-s.closed // closeUpstream ran or is running; let it finish
+	} else {
+		close(s.done)
 		s.log.Finish(closeInfoOf(end))
 	}
-	s.cancel()
 	s.b.opts.Metrics.sessionEnded()
 	if e := s.b.log.Debug(); e.Enabled() {
 		e.Str("session", logID(s.id)).
 			Float64("duration", time.Since(s.start).Seconds()).
 			Str("closed_by", string(end.ClosedBy)).
 			Int("upstream_code", end.Code).
-			Bool("expired", s.expired.Load()).
+			Bool("expired", expired).
 			Bool("on_loop", s.leg.OnLoop()).
 			AnErr("error", end.Err).
 			Msg("sse session ended")
