@@ -11,13 +11,21 @@ import "slices"
 //
 // A ReplayBuffer is not safe for concurrent use: its session guards it.
 type ReplayBuffer struct {
-	events   []Event // the ring
-	start    int     // index of the oldest event
-	n        int     // events held
+	slots    []replaySlot // the ring
+	start    int          // index of the oldest event
+	n        int          // events held
 	cap      int
 	bytes    int // payload bytes held
 	maxBytes int
 	head     uint64 // seq of the newest event; 0 before the first
+}
+
+// replaySlot is one event in the ring. Its seq is not stored: the ring
+// holds consecutive seqs, the newest being head, which makes a slot 32
+// bytes rather than an Event's 40.
+type replaySlot struct {
+	data   []byte
+	binary bool
 }
 
 // NewReplayBuffer returns an empty buffer that keeps the last n events (at
@@ -34,18 +42,18 @@ func (r *ReplayBuffer) Head() uint64 { return r.head }
 // the oldest events beyond the limits. data is kept, not copied.
 func (r *ReplayBuffer) Append(binary bool, data []byte) uint64 {
 	r.head++
-	ev := Event{Seq: r.head, Binary: binary, Data: data}
+	slot := replaySlot{data: data, binary: binary}
 	if r.n == r.cap {
 		r.dropOldest()
 	}
-	if r.n == len(r.events) { // full at this size, which is below cap: grow
+	if r.n == len(r.slots) { // full at this size, which is below cap: grow
 		if r.start != 0 {
-			r.events = slices.Concat(r.events[r.start:], r.events[:r.start])
+			r.slots = slices.Concat(r.slots[r.start:], r.slots[:r.start])
 			r.start = 0
 		}
-		r.events = append(r.events, ev)
+		r.slots = append(r.slots, slot)
 	} else {
-		r.events[(r.start+r.n)%len(r.events)] = ev
+		r.slots[(r.start+r.n)%len(r.slots)] = slot
 	}
 	r.n++
 	r.bytes += len(data)
@@ -56,9 +64,9 @@ func (r *ReplayBuffer) Append(binary bool, data []byte) uint64 {
 }
 
 func (r *ReplayBuffer) dropOldest() {
-	r.bytes -= len(r.events[r.start].Data)
-	r.events[r.start] = Event{}
-	r.start = (r.start + 1) % len(r.events)
+	r.bytes -= len(r.slots[r.start].data)
+	r.slots[r.start] = replaySlot{}
+	r.start = (r.start + 1) % len(r.slots)
 	r.n--
 }
 
@@ -77,8 +85,20 @@ func (r *ReplayBuffer) Since(dst []Event, after uint64, limit int) ([]Event, uin
 		first = oldest
 	}
 	k := int(min(r.head-first+1, uint64(limit)))
-	i := (r.start + int(first-oldest)) % len(r.events)
-	j := min(i+k, len(r.events)) // the ring wraps at most once
-	dst = append(dst, r.events[i:j]...)
-	return append(dst, r.events[:k-(j-i)]...), lost
+	i := (r.start + int(first-oldest)) % len(r.slots)
+	j := min(i+k, len(r.slots)) // the ring wraps at most once
+	dst = appendEvents(dst, first, r.slots[i:j])
+	return appendEvents(dst, first+uint64(j-i), r.slots[:k-(j-i)]), lost
+}
+
+// appendEvents appends the events of slots, whose first has seq first,
+// to dst.
+func appendEvents(dst []Event, first uint64, slots []replaySlot) []Event {
+	n := len(dst)
+	dst = slices.Grow(dst, len(slots))[:n+len(slots)]
+	for k := range slots {
+		ev := &dst[n+k]
+		ev.Seq, ev.Binary, ev.Data = first+uint64(k), slots[k].binary, slots[k].data
+	}
+	return dst
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 func seqs(evs []Event) []uint64 {
@@ -157,5 +158,15 @@ func TestReplayBufferModel(t *testing.T) {
 					trial, capN, maxBytes, after, seqs(evs), lost, want, wantLost)
 			}
 		}
+	}
+}
+
+// TestReplaySlotSize guards what each held message costs beyond its
+// payload: a session's ring holds a slot per message, up to sse.replay of
+// them, so a field that pushes a slot past 32 bytes costs every session
+// a quarter more ring.
+func TestReplaySlotSize(t *testing.T) {
+	if n := unsafe.Sizeof(replaySlot{}); n > 32 {
+		t.Errorf("replaySlot is %d bytes, want at most 32 (its seq follows from its place in the ring)", n)
 	}
 }
