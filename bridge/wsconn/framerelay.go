@@ -165,9 +165,7 @@ func newFrameReader(c net.Conn) *frameReader {
 		c = hc.Conn
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
-		fr.raw, _ = tc.SyscallConn()
-		fr.pooled = fr.raw != nil
-		fr.readFn = fr.readReady
+		fr.readRawFrom(tc)
 	}
 	if len(pending) > 0 {
 		fr.borrow()
@@ -257,30 +255,6 @@ func (fr *frameReader) readRaw() (int, error) {
 		return 0, &net.OpError{Op: "read", Net: "tcp", Source: fr.conn.LocalAddr(), Addr: fr.conn.RemoteAddr(), Err: os.NewSyscallError("read", fr.err)}
 	}
 	return fr.n, nil
-}
-
-// readReady is the RawConn.Read callback of readRaw: it reads into the
-// buffer (borrowing one if need be) and reports whether it got a result;
-// on EAGAIN it gives an empty buffer back and asks to be called again once
-// the socket is readable.
-func (fr *frameReader) readReady(fd uintptr) bool {
-	if fr.bp == nil {
-		fr.borrow()
-	}
-	for {
-		fr.n, fr.err = syscall.Read(int(fd), fr.buf[fr.w:])
-		if fr.err != syscall.EINTR {
-			break
-		}
-	}
-	if fr.err == syscall.EAGAIN {
-		if fr.r == fr.w {
-			fr.release()
-		}
-		return false
-	}
-	fr.n = max(fr.n, 0)
-	return true
 }
 
 // unread returns the bytes read and not consumed yet.

@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -38,7 +37,7 @@ func runIdle(args []string, fs *flag.FlagSet) (any, error) {
 	conns := fs.Int("conns", 1000, "connections to open")
 	sources := fs.String("sources", "127.0.0.1", "comma-separated local addresses to dial from")
 	rate := fs.Int("rate", 2000, "connections opened per second")
-	hold := fs.Duration("hold", 10*time.Second, "how long to hold them idle; 0 = until SIGUSR1")
+	hold := fs.Duration("hold", 10*time.Second, "how long to hold them idle; 0 = until SIGUSR1 (Ctrl-C on Windows)")
 	ready := fs.String("ready", "", "file to create once every connection is open")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -90,9 +89,9 @@ func runIdle(args []string, fs *flag.FlagSet) (any, error) {
 			}
 		}()
 	}
-	// Listen for SIGUSR1 before announcing readiness: a signal sent
-	// between the two would otherwise kill the process.
-	usr1, stop := signal.NotifyContext(context.Background(), syscall.SIGUSR1)
+	// Listen for the hold signal before announcing readiness: a signal
+	// sent between the two would otherwise kill the process.
+	usr1, stop := signal.NotifyContext(context.Background(), holdSignal())
 	defer stop()
 	if *ready != "" {
 		if err := os.WriteFile(*ready, []byte("ready\n"), 0o644); err != nil {
