@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -128,34 +129,44 @@ func TestReplayBufferModel(t *testing.T) {
 		r := NewReplayBuffer(capN, maxBytes)
 		var model []Event
 		for range 100 {
-			data := make([]byte, rng.IntN(12))
-			seq := r.Append(false, data)
-			model = append(model, Event{Seq: seq, Data: data})
+			// The payload names its seq, so a slot read from the wrong
+			// place in the ring shows even though seqs are computed.
+			data := fmt.Appendf(nil, "%d", r.Head()+1)
+			data = append(data, make([]byte, rng.IntN(12))...)
+			binary := rng.IntN(2) == 0
+			seq := r.Append(binary, data)
+			model = append(model, Event{Seq: seq, Binary: binary, Data: data})
 			if len(model) > capN {
 				model = model[1:]
 			}
-			bytes := 0
+			held := 0
 			for _, ev := range model {
-				bytes += len(ev.Data)
+				held += len(ev.Data)
 			}
-			for maxBytes > 0 && bytes > maxBytes && len(model) > 1 {
-				bytes -= len(model[0].Data)
+			for maxBytes > 0 && held > maxBytes && len(model) > 1 {
+				held -= len(model[0].Data)
 				model = model[1:]
 			}
 			after := uint64(rng.IntN(int(seq) + 2))
 			evs, lost := r.Since(nil, after, 100)
-			var want []uint64
+			var want []Event
 			var wantLost uint64
 			for s := after + 1; s <= seq; s++ {
 				if s < model[0].Seq {
 					wantLost++
 				} else {
-					want = append(want, s)
+					want = append(want, model[s-model[0].Seq])
 				}
 			}
-			if fmt.Sprint(seqs(evs)) != fmt.Sprint(want) || lost != wantLost {
+			if fmt.Sprint(seqs(evs)) != fmt.Sprint(seqs(want)) || lost != wantLost {
 				t.Fatalf("trial %d (cap %d, max %d B): Since(%d) = %v lost %d, want %v lost %d",
-					trial, capN, maxBytes, after, seqs(evs), lost, want, wantLost)
+					trial, capN, maxBytes, after, seqs(evs), lost, seqs(want), wantLost)
+			}
+			for i, ev := range evs {
+				if ev.Binary != want[i].Binary || !bytes.Equal(ev.Data, want[i].Data) {
+					t.Fatalf("trial %d (cap %d, max %d B): Since(%d)[%d] = seq %d binary %v data %q, want binary %v data %q",
+						trial, capN, maxBytes, after, i, ev.Seq, ev.Binary, ev.Data, want[i].Binary, want[i].Data)
+				}
 			}
 		}
 	}

@@ -93,8 +93,8 @@ func (s *session) Deliver(ctx context.Context, m message) error {
 }
 
 // Expire implements owner. It runs under the store's locks, so the I/O
-// is closeUpstream's, in a goroutine of its own. Once the upstream ended
-// it does nothing.
+// is closeUpstream's, in a goroutine of its own. Once Ended has run it
+// does nothing.
 func (s *session) Expire() {
 	if s.state.CompareAndSwap(sessionLive, sessionExpired) {
 		close(s.done)

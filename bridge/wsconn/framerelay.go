@@ -19,13 +19,14 @@ import (
 )
 
 // frameBufferSize is the read buffer of each direction of a frame-relayed
-// plain TCP connection, borrowed only while bytes are in flight. A frame
+// plain TCP connection on Unix, borrowed only while bytes are in flight. A frame
 // that fits is forwarded whole with one write straight from it; a larger
 // one is forwarded as fragments of about this size.
 const frameBufferSize = 16 << 10
 
 // heldFrameBufferSize is the read buffer of a direction that must hold
-// one for its whole life (TLS: the read happens inside crypto/tls).
+// one for its whole life: TLS, where the read happens inside crypto/tls,
+// and plain TCP where there are no raw non-blocking reads (Windows).
 const heldFrameBufferSize = 4 << 10
 
 // frameBuffers lends read buffers to frame relays.
@@ -135,11 +136,12 @@ func (w *frameWriter) writeOwn(op byte, payload []byte, deadline time.Time) erro
 const headroom = maxFrameHeader
 
 // frameReader buffers one leg's incoming bytes and parses frames. On a
-// plain TCP connection it holds its buffer only while bytes are in flight:
-// when the buffer is empty and the socket has nothing to read, the buffer
-// goes back to the pool before the goroutine parks, so an idle direction
-// holds no buffer. (Go's own Read would have to park holding one.) On
-// other connections (TLS) it keeps its buffer.
+// plain TCP connection on Unix it holds its buffer only while bytes are in
+// flight: when the buffer is empty and the socket has nothing to read, the
+// buffer goes back to the pool before the goroutine parks, so an idle
+// direction holds no buffer. (Go's own Read would have to park holding
+// one.) On other connections (TLS, and plain TCP elsewhere) it keeps its
+// buffer.
 type frameReader struct {
 	conn   net.Conn
 	raw    syscall.RawConn // nil: read through conn (or by an event loop)

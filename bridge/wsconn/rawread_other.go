@@ -4,7 +4,8 @@ package wsconn
 
 import "net"
 
-// readRawFrom leaves fr reading tc through its Read where non-blocking
-// reads of the socket are not written (Windows): fr then holds its buffer
-// for the connection's life.
+// readRawFrom leaves fr reading through its conn: raw non-blocking reads
+// of the socket are written for Unix only, so on Windows (and plan9, js,
+// wasip1) a plain TCP direction holds its buffer for the connection's
+// life, as a TLS one does.
 func (fr *frameReader) readRawFrom(*net.TCPConn) {}

@@ -91,7 +91,7 @@ func runIdle(args []string, fs *flag.FlagSet) (any, error) {
 	}
 	// Listen for the hold signal before announcing readiness: a signal
 	// sent between the two would otherwise kill the process.
-	usr1, stop := signal.NotifyContext(context.Background(), holdSignal())
+	signalled, stop := signal.NotifyContext(context.Background(), holdSignal())
 	defer stop()
 	if *ready != "" {
 		if err := os.WriteFile(*ready, []byte("ready\n"), 0o644); err != nil {
@@ -102,7 +102,7 @@ func runIdle(args []string, fs *flag.FlagSet) (any, error) {
 	if *hold > 0 {
 		time.Sleep(*hold)
 	} else {
-		<-usr1.Done()
+		<-signalled.Done()
 	}
 	res.HoldSeconds = time.Since(holdStart).Seconds()
 	for _, c := range cs {
