@@ -494,6 +494,9 @@ func writeReadme(w io.Writer, res results) {
 	}
 	writeSSELines(w, res)
 	writeProblems(w, res.Summary)
+	for _, n := range m.Notes {
+		fmt.Fprintf(w, "\n%s\n", n)
+	}
 }
 
 // writeRunLine writes when, where and what ran, without a final stop.

@@ -102,7 +102,8 @@ func TestSummarizePairedBaseline(t *testing.T) {
 func TestReportRoundTripsThroughResultsFile(t *testing.T) {
 	data := rawLines(t,
 		rawRecord{Kind: "meta", Meta: &benchMeta{Rounds: 1, Date: "2026-01-02T03:04Z", CPUModel: "Test CPU", Nproc: 2,
-			Kernel: "6.1", EchoConns: 64, EchoSize: 1024, LatSize: 64, IdleConns: 9000, Workers: "auto"}},
+			Kernel: "6.1", EchoConns: 64, EchoSize: 1024, LatSize: 64, IdleConns: 9000, Workers: "auto",
+			Notes: []string{"streamgate ran with GOGC=50 in its environment."}}},
 		rawRecord{Kind: "throughput", Round: 1, Target: "direct", Echo: &echoResult{RTPerSec: 1000, P50us: 40}},
 		rawRecord{Kind: "throughput", Round: 1, Target: "streamgate", Echo: &echoResult{RTPerSec: 500, RoundTrips: 5000}, CPU: ptr(0.5)},
 		rawRecord{Kind: "sse", Round: 1, Target: "streamgate", SSE: &sseResult{Conns: 10, Connected: 10, EventsPerSec: 100, P50us: 300},
@@ -132,6 +133,14 @@ func TestReportRoundTripsThroughResultsFile(t *testing.T) {
 	writeText(&txt, again)
 	if !strings.Contains(txt.String(), "0.50x") {
 		t.Errorf("text table lacks the ratio:\n%s", txt.String())
+	}
+	// A run with settings of its own says so wherever its numbers go.
+	var readme bytes.Buffer
+	writeReadme(&readme, again)
+	for name, out := range map[string]string{"Markdown": md.String(), "README block": readme.String()} {
+		if !strings.Contains(out, "streamgate ran with GOGC=50") {
+			t.Errorf("%s lacks the run's note:\n%s", name, out)
+		}
 	}
 }
 

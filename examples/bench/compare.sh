@@ -46,6 +46,8 @@
 # client process), WORKERS (auto), TARGETS ("direct streamgate nginx haproxy
 # caddy"), SSE (1), SSE_CONNS (9000), SSE_RATE (1), SSE_SIZE (256),
 # SSE_WARMUP (20), SSE_HOLD (30),
+# SG_ENV (empty; VAR=value words put in streamgate's environment only, e.g.
+# SG_ENV="GOGC=50" or SG_ENV="GOMEMLIMIT=200MiB"; recorded in the results' notes),
 # OUT (examples/bench/results.json), INSTALL (1: apt-get install missing
 # peers; 0: leave missing ones out), KEEP_WORK (0; 1 keeps configs and logs),
 # QUICK (0; 1 = ROUNDS=1 D=2 IDLE_CONNS=1000 IDLE_HOLD=3 SSE_CONNS=300
@@ -246,6 +248,18 @@ alloc_port NGINX_PORT; alloc_port HAPROXY_PORT; alloc_port CADDY_PORT
 # --- configs.
 gomaxprocs=()
 [ "$WORKERS" = auto ] || gomaxprocs=(env "GOMAXPROCS=$WORKERS")
+sg_env=()
+if [ -n "${SG_ENV:-}" ]; then
+  read -ra sg_env <<<"$SG_ENV"
+  for kv in "${sg_env[@]}"; do
+    case $kv in
+      [A-Za-z_]*=*) ;;
+      *) echo "compare.sh: SG_ENV: $kv is not VAR=value" >&2; exit 2 ;;
+    esac
+  done
+  sg_env=(env "${sg_env[@]}")
+  notes+=("streamgate ran with $SG_ENV in its environment.")
+fi
 cat >"$work/streamgate.yaml" <<YAML
 listen: "127.0.0.1:$SG_PORT"
 admin: "127.0.0.1:$SG_ADMIN"
@@ -358,7 +372,7 @@ start_target() {
   proxy_pid=""
   case $t in
     direct) port=$UP_PORT ;;
-    streamgate) port=$SG_PORT; "${gomaxprocs[@]}" "$work/streamgate" -config "$work/streamgate.yaml" 2>"$lf" & ;;
+    streamgate) port=$SG_PORT; "${sg_env[@]}" "${gomaxprocs[@]}" "$work/streamgate" -config "$work/streamgate.yaml" 2>"$lf" & ;;
     nginx) port=$NGINX_PORT; nginx -e "$lf" -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>>"$lf" & ;;
     haproxy) port=$HAPROXY_PORT; haproxy -db -f "$work/haproxy.cfg" 2>"$lf" & ;;
     caddy) port=$CADDY_PORT; "${caddy_env[@]}" "${gomaxprocs[@]}" caddy run --adapter caddyfile --config "$work/caddy/Caddyfile" 2>"$lf" & ;;
