@@ -168,9 +168,9 @@ func (b *Bridge) putBuf(bp *[]byte, buf []byte) {
 	}
 }
 
-// New returns a Bridge for opts, with defaults filled in. Its session
-// table is an expirable LRU whose cleaner goroutine cannot be stopped
-// (golang-lru v2.0.7): make one Bridge per route, not per request.
+// New returns a Bridge for opts, with defaults filled in. It starts the
+// goroutine that expires idle sessions, which Close stops: a Bridge must
+// be closed.
 func New(opts Options) (*Bridge, error) {
 	if opts.Upstream == nil {
 		return nil, errors.New("bridge: Options.Upstream is required")

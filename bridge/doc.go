@@ -101,9 +101,9 @@
 //
 // A session id is 128 random bits (crypto/rand) in hex; the table is keyed
 // by a hash of it and the id is compared in constant time. The session
-// table is one expirable LRU per Bridge (golang-lru/v2; its cleaner
-// goroutine cannot be stopped, so there is one per Bridge, never one per
-// session), bounded by Options.MaxSessions. The upstream stays open while
+// table is one LRU per Bridge (golang-lru/v2), bounded by
+// Options.MaxSessions, whose entries expire SessionTTL after their last
+// renewal; one goroutine per Bridge removes expired ones, until Close. The upstream stays open while
 // no stream is attached for Options.SessionTTL, filling the replay log;
 // then it gets a clean close (1001). Attached streams renew the TTL.
 //

@@ -22,12 +22,8 @@ import (
 	"go.uber.org/goleak"
 )
 
-// lruCleaner is the expirable LRU's cleaner goroutine, which golang-lru
-// v2.0.7 cannot stop: one per Bridge outlives it.
-const lruCleaner = "github.com/hashicorp/golang-lru/v2/expirable.NewLRU[...].func1"
-
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(lruCleaner))
+	goleak.VerifyTestMain(m)
 }
 
 // wait is how long a test waits for something that should happen at once

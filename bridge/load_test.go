@@ -163,7 +163,7 @@ func (r *rawStream) expect(t testing.TB, line string) {
 // message through each, ends them all and checks that no goroutine is
 // left behind and the gauges return to zero.
 func TestManySessions(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreAnyFunction(lruCleaner)) })
+	t.Cleanup(func() { goleak.VerifyNone(t) })
 	n := 3000
 	if raceEnabled {
 		n = 1200

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
 // maxPendingSends bounds the back-channel messages of one session that may
@@ -50,16 +49,19 @@ func keyOf(id string) tableKey {
 	return tableKey(h[:16])
 }
 
-// memStore is the in-memory store: one expirable LRU for the session table
-// (size MaxSessions, TTL SessionTTL) and a plain LRU of tombstones.
+// memStore is the in-memory store: an LRU for the session table (size
+// MaxSessions), whose entries expire SessionTTL after their last Add, and
+// a plain LRU of tombstones.
 //
-// The expirable LRU's TTL runs from the last Add: Attach, Renew and Detach
-// re-Add the session (Get does not renew). Its evict callback runs under
-// the LRU's lock, so it only flags the session and signals (owner.Expire
-// cancels a context, the stream's wake function posts an event). Its cleaner
-// goroutine cannot be stopped in golang-lru v2.0.7: each store leaves one
-// goroutine behind, which is why there is one store per Bridge and never
-// one per session.
+// Attach, Renew and Detach re-Add a session, which moves it to the front
+// and restarts its TTL; nothing else reorders the table (Peek, Contains
+// and GetOldest do not). So the table's order is also the order of its
+// deadlines, and expireLoop, the store's one goroutine, finds the expired
+// sessions at the back. A session past its deadline that expireLoop has
+// not removed yet is already unknown to lookups. The evict callback may
+// run with m.mu held, so it only flags the session and signals
+// (owner.Expire and the stream's wake function never block). Close stops
+// expireLoop.
 //
 // Lock order: m.mu, then the LRU's lock, then a session's mu.
 type memStore struct {
@@ -67,11 +69,16 @@ type memStore struct {
 	replayBytes int
 	max         int
 	bindIP      bool // a stream attaches only from the session's IP
+	ttl         time.Duration
+	epoch       time.Time // deadlines are durations since epoch, on the monotonic clock
 
-	mu     sync.Mutex // serialises the table's Adds (Create, renew), and Close
+	mu     sync.Mutex // serialises the table's Adds (Create, renew) and removals with expiry, and Close
 	closed bool
-	table  *expirable.LRU[tableKey, *memSession]
+	table  *lru.Cache[tableKey, tableEntry]
 	tombs  *lru.Cache[tableKey, struct{}]
+
+	stop        chan struct{} // closed by Close: expireLoop returns
+	expiryEnded chan struct{} // closed by expireLoop as it returns
 
 	// testHookRenew, if set (by tests, before the first request), runs
 	// at the start of every renew.
@@ -83,10 +90,71 @@ type memStore struct {
 // ttl after its last stream left;
 // bindIP binds each session to the IP of its first stream.
 func newMemStore(maxSessions, replay, replayBytes int, ttl time.Duration, bindIP bool) *memStore {
-	m := &memStore{replay: replay, replayBytes: replayBytes, max: maxSessions, bindIP: bindIP}
-	m.table = expirable.NewLRU(maxSessions, m.evicted, ttl)
-	m.tombs, _ = lru.New[tableKey, struct{}](max(maxSessions, 1024)) // errors only for size <= 0
+	m := &memStore{
+		replay: replay, replayBytes: replayBytes, max: maxSessions, bindIP: bindIP,
+		ttl: ttl, epoch: time.Now(),
+		stop: make(chan struct{}), expiryEnded: make(chan struct{}),
+	}
+	// New and NewWithEvict fail only for a size <= 0.
+	m.table, _ = lru.NewWithEvict(max(maxSessions, 1), func(_ tableKey, e tableEntry) { m.evicted(e.s) })
+	m.tombs, _ = lru.New[tableKey, struct{}](max(maxSessions, 1024))
+	go m.expireLoop()
 	return m
+}
+
+// tableEntry is a session in the table and when it expires.
+type tableEntry struct {
+	s        *memSession
+	deadline time.Duration // since the store's epoch
+}
+
+// now is the time on the store's clock, to compare with deadlines.
+func (m *memStore) now() time.Duration { return time.Since(m.epoch) }
+
+// add adds s to the table or moves it to the front, restarting its TTL.
+func (m *memStore) add(s *memSession) {
+	m.table.Add(s.key, tableEntry{s: s, deadline: m.now() + m.ttl})
+}
+
+// peek returns the session under k unless it is past its deadline,
+// without moving it.
+func (m *memStore) peek(k tableKey) (*memSession, bool) {
+	e, ok := m.table.Peek(k)
+	if !ok || m.now() > e.deadline {
+		return nil, false
+	}
+	return e.s, true
+}
+
+// expireLoop removes the sessions whose TTL ran out, checking every
+// hundredth of the TTL (from 1 ms to 1 s), until Close.
+func (m *memStore) expireLoop() {
+	defer close(m.expiryEnded)
+	t := time.NewTicker(min(max(m.ttl/100, time.Millisecond), time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.expireDue()
+		}
+	}
+}
+
+// expireDue removes the sessions past their deadline: those at the back
+// of the table, as its order is that of their deadlines.
+func (m *memStore) expireDue() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for {
+		k, e, ok := m.table.GetOldest()
+		if !ok || e.deadline >= now {
+			return
+		}
+		m.table.Remove(k)
+	}
 }
 
 // memSession is a session's state in memory.
@@ -113,9 +181,9 @@ type memSub struct {
 	end  error  // guarded by s.mu
 }
 
-// evicted is the table's evict callback. It runs under the LRU's lock:
-// flag and signal only.
-func (m *memStore) evicted(_ tableKey, s *memSession) {
+// evicted is the table's evict callback. It may run with m.mu held: flag
+// and signal only.
+func (m *memStore) evicted(s *memSession) {
 	s.mu.Lock()
 	if s.gone {
 		s.mu.Unlock()
@@ -133,7 +201,7 @@ func (m *memStore) evicted(_ tableKey, s *memSession) {
 // lookup finds session id; ok is false for unknown ids and for sessions
 // that expired but are not yet cleaned out.
 func (m *memStore) lookup(id string) (*memSession, bool) {
-	s, ok := m.table.Peek(keyOf(id))
+	s, ok := m.peek(keyOf(id))
 	if !ok || subtle.ConstantTimeCompare([]byte(s.id), []byte(id)) != 1 {
 		return nil, false
 	}
@@ -144,10 +212,10 @@ func (m *memStore) lookup(id string) (*memSession, bool) {
 // meanwhile (its callers check that first, but not under the lock that
 // counts): at MaxSessions, adding an evicted session back would evict
 // another, unrelated one. m.mu serialises renew with Create, the only
-// other Add, so no session can take s's place between the check and the
-// Add; only the LRU's cleaner, which takes no m.mu, can still expire s in
-// between. That frees the room the Add then takes, so it evicts nothing,
-// and the ghost it put back is removed again at once.
+// other Add, and with expiry, so no session can take s's place between
+// the check and the Add; only Close's Purge, which takes no m.mu, can
+// still remove s in between. That frees the room the Add then takes, so
+// it evicts nothing, and the ghost it put back is removed again at once.
 func (m *memStore) renew(s *memSession) {
 	if m.testHookRenew != nil {
 		m.testHookRenew(s)
@@ -157,7 +225,7 @@ func (m *memStore) renew(s *memSession) {
 	if s.isGone() || !m.table.Contains(s.key) {
 		return
 	}
-	m.table.Add(s.key, s)
+	m.add(s)
 	if s.isGone() {
 		m.table.Remove(s.key)
 	}
@@ -180,7 +248,7 @@ func (m *memStore) Create(id string, o owner) (sessionLog, error) {
 	if m.table.Len() >= m.max && !m.makeRoom() {
 		return nil, errFull
 	}
-	m.table.Add(s.key, s)
+	m.add(s)
 	return s, nil
 }
 
@@ -225,11 +293,11 @@ func (m *memStore) makeRoom() bool {
 // one with no stream attached (or one expired but not yet cleaned out).
 // Called with m.mu held.
 func (m *memStore) idleVictim() (tableKey, bool) {
-	if k, oldest, ok := m.table.GetOldest(); ok && !oldest.attached() {
+	if k, oldest, ok := m.table.GetOldest(); ok && !oldest.s.attached() {
 		return k, true
 	}
 	for _, k := range m.table.Keys() {
-		if s, ok := m.table.Peek(k); !ok || !s.attached() {
+		if s, ok := m.peek(k); !ok || !s.attached() {
 			return k, true
 		}
 	}
@@ -324,8 +392,12 @@ func (m *memStore) Send(ctx context.Context, id string, msg message) error {
 
 func (m *memStore) Close() {
 	m.mu.Lock()
-	m.closed = true
+	if !m.closed {
+		m.closed = true
+		close(m.stop)
+	}
 	m.mu.Unlock()
+	<-m.expiryEnded
 	m.table.Purge()
 }
 

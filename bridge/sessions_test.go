@@ -195,3 +195,79 @@ func TestFullTableEvictsIdleSession(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// expiryOwner records when its session left the table.
+type expiryOwner struct{ expired chan struct{} }
+
+func (o *expiryOwner) Deliver(context.Context, message) error { return nil }
+func (o *expiryOwner) Expire()                                { close(o.expired) }
+
+// TestMemStoreExpiry checks the table's TTL: an idle session expires (its
+// owner hears of it and lookups stop finding it) about a TTL after its
+// last renewal, a session renewed more often than that stays, a session
+// past its deadline is unknown even before the store's goroutine removes
+// it, and Close stops that goroutine (TestMain checks no goroutine is
+// left).
+func TestMemStoreExpiry(t *testing.T) {
+	const ttl = 200 * time.Millisecond
+	m := newMemStore(10, 10, 0, ttl, false)
+	defer m.Close()
+
+	idle, kept := &expiryOwner{make(chan struct{})}, &expiryOwner{make(chan struct{})}
+	start := time.Now()
+	if _, err := m.Create("idle", idle); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create("kept", kept); err != nil {
+		t.Fatal(err)
+	}
+	keptSession, _ := m.lookup("kept")
+	renew := time.NewTicker(ttl / 4)
+	defer renew.Stop()
+wait:
+	for {
+		select {
+		case <-idle.expired:
+			break wait
+		case <-renew.C:
+			m.renew(keptSession)
+		case <-time.After(5 * time.Second):
+			t.Fatal("the idle session did not expire within 5 s")
+		}
+	}
+	if took := time.Since(start); took < ttl {
+		t.Errorf("the idle session expired after %v, before its TTL of %v", took, ttl)
+	}
+	if _, ok := m.lookup("idle"); ok {
+		t.Error("lookup still finds the expired session")
+	}
+	select {
+	case <-kept.expired:
+		t.Error("the renewed session expired")
+	default:
+	}
+	if _, ok := m.lookup("kept"); !ok {
+		t.Error("lookup no longer finds the renewed session")
+	}
+
+	// A deadline passed but not yet acted on: lookups miss it already.
+	m.mu.Lock()
+	m.table.Add(keptSession.key, tableEntry{s: keptSession, deadline: m.now() - time.Millisecond})
+	_, found := m.lookup("kept")
+	m.mu.Unlock()
+	if found {
+		t.Error("lookup finds a session past its deadline")
+	}
+
+	m.Close()
+	select {
+	case <-m.expiryEnded:
+	default:
+		t.Error("Close returned before the expiry goroutine ended")
+	}
+	select {
+	case <-kept.expired:
+	default:
+		t.Error("Close did not end the remaining session")
+	}
+}

@@ -214,6 +214,52 @@ func TestReloadKeepsLiveConnections(t *testing.T) {
 	}
 }
 
+// TestReloadLeavesNoGoroutines reloads 20 times with a changed SSE
+// setting, which replaces the route's Bridge each time, and checks that
+// the replaced Bridges leave no goroutine behind: one session-expiry
+// goroutine is left, the current Bridge's, and the total is what it was.
+func TestReloadLeavesNoGoroutines(t *testing.T) {
+	be := wsBackend(t, nil, echo)
+	cfg := testConfig(be.URL)
+	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
+	_, logger := newLogLines(t)
+	srv := startProxy(t, cfg, logger)
+	expiryLoops := func() int {
+		buf := make([]byte, 1<<20)
+		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "(*memStore).expireLoop")
+	}
+	// The baseline, once the server's own goroutines have all started.
+	before := runtime.NumGoroutine()
+	for stable := 0; stable < 5; {
+		time.Sleep(20 * time.Millisecond)
+		if n := runtime.NumGoroutine(); n != before {
+			before, stable = n, 0
+		} else {
+			stable++
+		}
+	}
+	if n := expiryLoops(); n != 1 {
+		t.Fatalf("%d session-expiry goroutines before the reloads, want 1", n)
+	}
+	for round := 1; round <= 20; round++ {
+		next := testConfig(be.URL)
+		next.Routes = []config.Route{{Path: "/live/", SSE: true}}
+		next.SSE.Heartbeat = config.Duration(time.Duration(round) * time.Second)
+		if err := srv.Reload(next); err != nil {
+			t.Fatalf("reload %d: %v", round, err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before || expiryLoops() != 1 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("after 20 reloads: %d goroutines (%d before), %d session-expiry goroutines (want 1):\n%s",
+				runtime.NumGoroutine(), before, expiryLoops(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestReloadRefusesInvalidConfig checks that an invalid config does not
 // replace the running one.
 func TestReloadRefusesInvalidConfig(t *testing.T) {
@@ -408,7 +454,7 @@ func TestSSEChurn(t *testing.T) {
 		t.Logf("SSE churn: %d sessions opened, used and expired (all upstreams closed %s after the last cycle)", cycles, time.Since(start).Round(time.Millisecond))
 	})
 	http.DefaultClient.CloseIdleConnections()
-	goleak.VerifyNone(t, ignore, goleak.IgnoreAnyFunction("github.com/hashicorp/golang-lru/v2/expirable.NewLRU[...].func1"))
+	goleak.VerifyNone(t, ignore)
 }
 
 // sseCycle opens a stream, posts one message, reads its echo as an event
