@@ -168,15 +168,13 @@ func (b *Bridge) putBuf(bp *[]byte, buf []byte) {
 	}
 }
 
-// New returns a Bridge for opts, with defaults filled in. It starts the
-// goroutine that expires idle sessions, which Close stops: a Bridge must
-// be closed.
+// New returns a Bridge for opts, with defaults filled in.
 func New(opts Options) (*Bridge, error) {
 	if opts.Upstream == nil {
 		return nil, errors.New("bridge: Options.Upstream is required")
 	}
-	if opts.Padding < 0 || opts.Replay < 0 || opts.ReplayBytes < 0 || opts.MaxSessions < 0 || opts.QueueLen < 0 {
-		return nil, errors.New("bridge: Padding, Replay, ReplayBytes, MaxSessions and QueueLen must not be negative")
+	if opts.Padding < 0 || opts.Replay < 0 || opts.ReplayBytes < 0 || opts.MaxSessions < 0 || opts.QueueLen < 0 || opts.SessionTTL < 0 {
+		return nil, errors.New("bridge: Padding, Replay, ReplayBytes, MaxSessions, QueueLen and SessionTTL must not be negative")
 	}
 	setDefault(&opts.Heartbeat, DefaultHeartbeat)
 	setDefault(&opts.Retry, DefaultRetry)

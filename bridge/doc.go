@@ -103,9 +103,10 @@
 // by a hash of it and the id is compared in constant time. The session
 // table is one LRU per Bridge (golang-lru/v2), bounded by
 // Options.MaxSessions, whose entries expire SessionTTL after their last
-// renewal; one goroutine per Bridge removes expired ones, until Close. The upstream stays open while
-// no stream is attached for Options.SessionTTL, filling the replay log;
-// then it gets a clean close (1001). Attached streams renew the TTL.
+// renewal: one timer per Bridge, armed for the oldest deadline, removes
+// them, and no goroutine waits for it. The upstream stays open while no
+// stream is attached for Options.SessionTTL, filling the replay log; then
+// it gets a clean close (1001). Attached streams renew the TTL.
 //
 // Session state (the table, the replay logs, the back-channel) sits behind
 // one narrow seam, the store interface (store.go): memStore keeps it in

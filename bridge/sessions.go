@@ -55,15 +55,16 @@ func keyOf(id string) tableKey {
 //
 // Attach, Renew and Detach re-Add a session, which moves it to the front
 // and restarts its TTL; nothing else reorders the table (Peek, Contains
-// and GetOldest do not). So the table's order is also the order of its
-// deadlines, and expireLoop, the store's one goroutine, finds the expired
-// sessions at the back. A session past its deadline that expireLoop has
-// not removed yet is already unknown to lookups. The evict callback may
-// run with m.mu held, so it only flags the session and signals
-// (owner.Expire and the stream's wake function never block). Close stops
-// expireLoop.
+// and GetOldest do not), and every Add holds m.mu. So the table's order
+// is also the order of its deadlines: one timer, armed for the oldest
+// session's deadline, expires sessions from the back, and an empty table
+// costs nothing. A session past its deadline that the timer has not
+// removed yet is already unknown to lookups. The evict callback may run
+// with m.mu held, so it only flags the session and signals (owner.Expire
+// and the stream's wake function never block). Close stops the timer.
 //
-// Lock order: m.mu, then the LRU's lock, then a session's mu.
+// Lock order: m.mu, then the LRU's lock, then a session's mu (the LRU
+// runs the evict callback after releasing its own lock).
 type memStore struct {
 	replay      int
 	replayBytes int
@@ -72,13 +73,12 @@ type memStore struct {
 	ttl         time.Duration
 	epoch       time.Time // deadlines are durations since epoch, on the monotonic clock
 
-	mu     sync.Mutex // serialises the table's Adds (Create, renew) and removals with expiry, and Close
+	mu     sync.Mutex // serialises the table's Adds (Create, renew) with expiry and Close; guards the fields below
 	closed bool
+	expiry *time.Timer // runs expireDue; nil until the first Add
+	armed  bool        // expiry is set to fire
 	table  *lru.Cache[tableKey, tableEntry]
 	tombs  *lru.Cache[tableKey, struct{}]
-
-	stop        chan struct{} // closed by Close: expireLoop returns
-	expiryEnded chan struct{} // closed by expireLoop as it returns
 
 	// testHookRenew, if set (by tests, before the first request), runs
 	// at the start of every renew.
@@ -93,12 +93,10 @@ func newMemStore(maxSessions, replay, replayBytes int, ttl time.Duration, bindIP
 	m := &memStore{
 		replay: replay, replayBytes: replayBytes, max: maxSessions, bindIP: bindIP,
 		ttl: ttl, epoch: time.Now(),
-		stop: make(chan struct{}), expiryEnded: make(chan struct{}),
 	}
 	// New and NewWithEvict fail only for a size <= 0.
 	m.table, _ = lru.NewWithEvict(max(maxSessions, 1), func(_ tableKey, e tableEntry) { m.evicted(e.s) })
 	m.tombs, _ = lru.New[tableKey, struct{}](max(maxSessions, 1024))
-	go m.expireLoop()
 	return m
 }
 
@@ -112,8 +110,26 @@ type tableEntry struct {
 func (m *memStore) now() time.Duration { return time.Since(m.epoch) }
 
 // add adds s to the table or moves it to the front, restarting its TTL.
+// Called with m.mu held.
 func (m *memStore) add(s *memSession) {
-	m.table.Add(s.key, tableEntry{s: s, deadline: m.now() + m.ttl})
+	deadline := m.now() + m.ttl
+	m.table.Add(s.key, tableEntry{s: s, deadline: deadline})
+	if !m.armed { // the table was empty: s is the oldest
+		m.arm(deadline)
+	}
+}
+
+// arm sets the expiry timer for deadline, or a hundredth of the TTL from
+// now (1 ms to 1 s) if that is later, so that sessions whose deadlines
+// are close together expire in one pass. Called with m.mu held.
+func (m *memStore) arm(deadline time.Duration) {
+	wait := max(deadline-m.now(), min(max(m.ttl/100, time.Millisecond), time.Second))
+	m.armed = true
+	if m.expiry == nil {
+		m.expiry = time.AfterFunc(wait, m.expireDue)
+		return
+	}
+	m.expiry.Reset(wait)
 }
 
 // peek returns the session under k unless it is past its deadline,
@@ -126,31 +142,24 @@ func (m *memStore) peek(k tableKey) (*memSession, bool) {
 	return e.s, true
 }
 
-// expireLoop removes the sessions whose TTL ran out, checking every
-// hundredth of the TTL (from 1 ms to 1 s), until Close.
-func (m *memStore) expireLoop() {
-	defer close(m.expiryEnded)
-	t := time.NewTicker(min(max(m.ttl/100, time.Millisecond), time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-			m.expireDue()
-		}
-	}
-}
-
-// expireDue removes the sessions past their deadline: those at the back
-// of the table, as its order is that of their deadlines.
+// expireDue, the expiry timer's function, removes the sessions past
+// their deadline, which are at the back of the table, as its order is
+// that of their deadlines; then it arms the timer for the oldest left.
 func (m *memStore) expireDue() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.armed = false
+	if m.closed {
+		return
+	}
 	now := m.now()
 	for {
 		k, e, ok := m.table.GetOldest()
-		if !ok || e.deadline >= now {
+		if !ok {
+			return
+		}
+		if e.deadline >= now {
+			m.arm(e.deadline)
 			return
 		}
 		m.table.Remove(k)
@@ -209,26 +218,23 @@ func (m *memStore) lookup(id string) (*memSession, bool) {
 }
 
 // renew re-Adds s, restarting its TTL, unless s has left the table
-// meanwhile (its callers check that first, but not under the lock that
-// counts): at MaxSessions, adding an evicted session back would evict
-// another, unrelated one. m.mu serialises renew with Create, the only
-// other Add, and with expiry, so no session can take s's place between
-// the check and the Add; only Close's Purge, which takes no m.mu, can
-// still remove s in between. That frees the room the Add then takes, so
-// it evicts nothing, and the ghost it put back is removed again at once.
+// meanwhile or is past its deadline (its callers check the first, but not
+// under the lock that counts), or the store is closed: at MaxSessions,
+// adding an evicted session back would evict another, unrelated one, and
+// a session lookups already miss stays gone. m.mu serialises renew with
+// Create, the only other Add, with expiry, and with Close, which sets
+// closed before its Purge, so nothing can remove s between the check and
+// the Add.
 func (m *memStore) renew(s *memSession) {
 	if m.testHookRenew != nil {
 		m.testHookRenew(s)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s.isGone() || !m.table.Contains(s.key) {
+	if _, live := m.peek(s.key); m.closed || !live || s.isGone() {
 		return
 	}
 	m.add(s)
-	if s.isGone() {
-		m.table.Remove(s.key)
-	}
 }
 
 // isGone reports whether s has left the table.
@@ -392,12 +398,11 @@ func (m *memStore) Send(ctx context.Context, id string, msg message) error {
 
 func (m *memStore) Close() {
 	m.mu.Lock()
-	if !m.closed {
-		m.closed = true
-		close(m.stop)
+	m.closed = true
+	if m.expiry != nil {
+		m.expiry.Stop() // one already running finds closed set
 	}
 	m.mu.Unlock()
-	<-m.expiryEnded
 	m.table.Purge()
 }
 

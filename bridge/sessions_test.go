@@ -2,7 +2,9 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -197,49 +199,68 @@ func TestFullTableEvictsIdleSession(t *testing.T) {
 }
 
 // expiryOwner records when its session left the table.
-type expiryOwner struct{ expired chan struct{} }
+type expiryOwner struct {
+	expired chan struct{}
+	at      time.Time // set before expired is closed
+}
+
+func newExpiryOwner() *expiryOwner { return &expiryOwner{expired: make(chan struct{})} }
 
 func (o *expiryOwner) Deliver(context.Context, message) error { return nil }
-func (o *expiryOwner) Expire()                                { close(o.expired) }
+func (o *expiryOwner) Expire() {
+	o.at = time.Now()
+	close(o.expired)
+}
 
-// TestMemStoreExpiry checks the table's TTL: an idle session expires (its
-// owner hears of it and lookups stop finding it) about a TTL after its
-// last renewal, a session renewed more often than that stays, a session
-// past its deadline is unknown even before the store's goroutine removes
-// it, and Close stops that goroutine (TestMain checks no goroutine is
-// left).
+// TestMemStoreExpiry checks the table's TTL: idle sessions created one
+// after another expire (their owners hear of it and lookups stop finding
+// them) each about a TTL after it was created, in that order; a session
+// renewed more often than that stays; a session past its deadline is
+// unknown even before the timer removes it, and renewing it does not
+// bring it back; Close ends the rest.
 func TestMemStoreExpiry(t *testing.T) {
 	const ttl = 200 * time.Millisecond
 	m := newMemStore(10, 10, 0, ttl, false)
 	defer m.Close()
 
-	idle, kept := &expiryOwner{make(chan struct{})}, &expiryOwner{make(chan struct{})}
-	start := time.Now()
-	if _, err := m.Create("idle", idle); err != nil {
-		t.Fatal(err)
-	}
+	kept := newExpiryOwner()
 	if _, err := m.Create("kept", kept); err != nil {
 		t.Fatal(err)
 	}
 	keptSession, _ := m.lookup("kept")
+	var idle [4]*expiryOwner
+	created := make([]time.Time, len(idle))
+	for i := range idle {
+		idle[i], created[i] = newExpiryOwner(), time.Now()
+		if _, err := m.Create(fmt.Sprintf("idle-%d", i), idle[i]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(ttl / 8)
+	}
 	renew := time.NewTicker(ttl / 4)
 	defer renew.Stop()
-wait:
-	for {
-		select {
-		case <-idle.expired:
-			break wait
-		case <-renew.C:
-			m.renew(keptSession)
-		case <-time.After(5 * time.Second):
-			t.Fatal("the idle session did not expire within 5 s")
+	timeout := time.After(5 * time.Second)
+	for i := range idle {
+	wait:
+		for {
+			select {
+			case <-idle[i].expired:
+				break wait
+			case <-renew.C:
+				m.renew(keptSession)
+			case <-timeout:
+				t.Fatalf("idle session %d did not expire within 5 s", i)
+			}
 		}
-	}
-	if took := time.Since(start); took < ttl {
-		t.Errorf("the idle session expired after %v, before its TTL of %v", took, ttl)
-	}
-	if _, ok := m.lookup("idle"); ok {
-		t.Error("lookup still finds the expired session")
+		if took := idle[i].at.Sub(created[i]); took < ttl {
+			t.Errorf("idle session %d expired %v after it was created, before its TTL of %v", i, took, ttl)
+		}
+		if i > 0 && idle[i].at.Before(idle[i-1].at) {
+			t.Errorf("idle session %d expired before session %d, created earlier", i, i-1)
+		}
+		if _, ok := m.lookup(fmt.Sprintf("idle-%d", i)); ok {
+			t.Errorf("lookup still finds expired session %d", i)
+		}
 	}
 	select {
 	case <-kept.expired:
@@ -250,7 +271,8 @@ wait:
 		t.Error("lookup no longer finds the renewed session")
 	}
 
-	// A deadline passed but not yet acted on: lookups miss it already.
+	// A deadline passed but not yet acted on: lookups miss it already,
+	// and a renewal (a stream's late Detach) does not revive it.
 	m.mu.Lock()
 	m.table.Add(keptSession.key, tableEntry{s: keptSession, deadline: m.now() - time.Millisecond})
 	_, found := m.lookup("kept")
@@ -258,16 +280,84 @@ wait:
 	if found {
 		t.Error("lookup finds a session past its deadline")
 	}
+	m.renew(keptSession)
+	if _, found := m.lookup("kept"); found {
+		t.Error("renew revived a session past its deadline")
+	}
 
 	m.Close()
-	select {
-	case <-m.expiryEnded:
-	default:
-		t.Error("Close returned before the expiry goroutine ended")
-	}
 	select {
 	case <-kept.expired:
 	default:
 		t.Error("Close did not end the remaining session")
+	}
+}
+
+// slowExpiryOwner takes a while to hear that its session expired, as an
+// owner under load might, which widens the window between Close's Purge
+// emptying the table and the last eviction callback.
+type slowExpiryOwner struct{ expiryOwner }
+
+func (o *slowExpiryOwner) Expire() { time.Sleep(20 * time.Microsecond) }
+
+// TestMemStoreRenewAfterClose renews sessions while Close purges the
+// table: none may be left in it.
+func TestMemStoreRenewAfterClose(t *testing.T) {
+	for range 30 {
+		m := newMemStore(20, 10, 0, time.Minute, false)
+		var sessions []*memSession
+		for i := range 20 {
+			id := fmt.Sprintf("s-%d", i)
+			if _, err := m.Create(id, &slowExpiryOwner{}); err != nil {
+				t.Fatal(err)
+			}
+			s, _ := m.lookup(id)
+			sessions = append(sessions, s)
+		}
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				for _, s := range sessions {
+					m.renew(s)
+				}
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}()
+		time.Sleep(time.Millisecond)
+		m.Close()
+		close(stop)
+		<-done
+		if n := m.table.Len(); n != 0 {
+			t.Fatalf("%d sessions left in the table after Close", n)
+		}
+	}
+}
+
+// TestNewRefusesNegativeOptions checks that New names the options that
+// must not be negative, SessionTTL among them (a negative TTL would
+// expire every session at birth).
+func TestNewRefusesNegativeOptions(t *testing.T) {
+	up := func(*http.Request) (string, http.Header) { return "ws://127.0.0.1:1/ws", nil }
+	for name, opts := range map[string]Options{
+		"Padding":     {Upstream: up, Padding: -1},
+		"Replay":      {Upstream: up, Replay: -1},
+		"ReplayBytes": {Upstream: up, ReplayBytes: -1},
+		"MaxSessions": {Upstream: up, MaxSessions: -1},
+		"QueueLen":    {Upstream: up, QueueLen: -1},
+		"SessionTTL":  {Upstream: up, SessionTTL: -time.Second},
+	} {
+		b, err := New(opts)
+		if err == nil {
+			b.Close()
+			t.Errorf("New accepted a negative %s", name)
+		} else if !strings.Contains(err.Error(), name) {
+			t.Errorf("New's error for a negative %s does not name it: %v", name, err)
+		}
 	}
 }
