@@ -215,9 +215,10 @@ func TestReloadKeepsLiveConnections(t *testing.T) {
 }
 
 // TestReloadLeavesNoGoroutines reloads 20 times with a changed SSE
-// setting, which replaces the route's Bridge each time, and checks that
-// the replaced Bridges leave no goroutine behind: the total comes back to
-// what it was (golang-lru's expirable cache left one per Bridge).
+// setting, which replaces the route's Bridge each time (a stream on it
+// ends), and checks that the replaced Bridges leave no goroutine behind:
+// the total comes back to what it was (golang-lru's expirable cache left
+// one per Bridge).
 func TestReloadLeavesNoGoroutines(t *testing.T) {
 	be := wsBackend(t, nil, echo)
 	cfg := testConfig(be.URL)
@@ -235,12 +236,31 @@ func TestReloadLeavesNoGoroutines(t *testing.T) {
 		}
 	}
 	for round := 1; round <= 20; round++ {
+		// A stream on the current Bridge ends once a reload retires it:
+		// the reload did replace the Bridge.
+		st := openSSE(t, httpURL(srv, "/live/feed"), nil)
+		st.next(t) // session
+		ended := make(chan error, 1)
+		go func() {
+			for {
+				if _, err := st.nextEvent(); err != nil {
+					ended <- err
+					return
+				}
+			}
+		}()
 		next := testConfig(be.URL)
 		next.Routes = []config.Route{{Path: "/live/", SSE: true}}
 		next.SSE.Heartbeat = config.Duration(time.Duration(round) * time.Second)
 		if err := srv.Reload(next); err != nil {
 			t.Fatalf("reload %d: %v", round, err)
 		}
+		select {
+		case <-ended:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("reload %d: the stream on the replaced Bridge did not end", round)
+		}
+		st.resp.Body.Close()
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before {
