@@ -35,10 +35,10 @@ type session struct {
 	log   sessionLog
 	start time.Time
 
-	// state is how the session ends: whichever of Expire and Ended comes
-	// first moves it from sessionLive and closes done. After Expire,
-	// closeUpstream runs and closes closed.
-	state  atomic.Uint32
+	// over is set by whichever of Expire and Ended comes first, which
+	// then closes done. After Expire, closeUpstream runs and closes
+	// closed.
+	over   atomic.Bool
 	done   chan struct{}
 	closed chan struct{}
 
@@ -46,13 +46,6 @@ type session struct {
 	// Deliver waits for it, or for its request to end, in line.
 	writing chan struct{}
 }
-
-// The states of a session's end (session.state).
-const (
-	sessionLive    uint32 = iota
-	sessionExpired        // the store expired it: the upstream gets 1001
-	sessionEnded          // the upstream ended first
-)
 
 // newSession wraps the freshly dialled upstream connection c of session id.
 func (b *Bridge) newSession(id string, c *websocket.Conn) *session {
@@ -96,7 +89,7 @@ func (s *session) Deliver(ctx context.Context, m message) error {
 // is closeUpstream's, in a goroutine of its own. Once Ended has run it
 // does nothing.
 func (s *session) Expire() {
-	if s.state.CompareAndSwap(sessionLive, sessionExpired) {
+	if s.over.CompareAndSwap(false, true) {
 		close(s.done)
 		go s.closeUpstream()
 	}
@@ -131,7 +124,7 @@ func (s *session) Message(binary bool, p []byte) {
 // streams get the close event unless the session expired first.
 func (s *session) Ended(end wsconn.LegEnd) {
 	defer s.b.wg.Done()
-	expired := !s.state.CompareAndSwap(sessionLive, sessionEnded)
+	expired := !s.over.CompareAndSwap(false, true) // Expire came first
 	if expired {
 		<-s.closed // closeUpstream ran or is running; let it finish
 	} else {
