@@ -494,9 +494,7 @@ func writeReadme(w io.Writer, res results) {
 	}
 	writeSSELines(w, res)
 	writeProblems(w, res.Summary)
-	for _, n := range m.Notes {
-		fmt.Fprintf(w, "\n%s\n", n)
-	}
+	writeNotes(w, m)
 }
 
 // writeRunLine writes when, where and what ran, without a final stop.
@@ -560,6 +558,12 @@ VmRSS of the proxy's processes before and after %[3]d WebSockets (clients in
 %[4]d processes on separate loopback addresses) held %[5]gs, every one
 answering a message end to end afterwards. Raw numbers: results.json.
 `, "`streamgate-bench upstream`", workersText(m.Workers), m.IdleConns, m.IdleProcs, m.IdleHold)
+	writeNotes(w, m)
+}
+
+// writeNotes writes the run's notes (peers left out, settings of its
+// own), a paragraph each.
+func writeNotes(w io.Writer, m benchMeta) {
 	for _, n := range m.Notes {
 		fmt.Fprintf(w, "\n%s\n", n)
 	}
