@@ -19,9 +19,9 @@ import (
 )
 
 // frameBufferSize is the read buffer of each direction of a frame-relayed
-// plain TCP connection on Unix, borrowed only while bytes are in flight. A frame
-// that fits is forwarded whole with one write straight from it; a larger
-// one is forwarded as fragments of about this size.
+// plain TCP connection on Unix, borrowed only while bytes are in flight.
+// A frame that fits is forwarded whole with one write straight from it; a
+// larger one is forwarded as fragments of about this size.
 const frameBufferSize = 16 << 10
 
 // heldFrameBufferSize is the read buffer of a direction that must hold
