@@ -296,9 +296,10 @@ func TestMemStoreExpiry(t *testing.T) {
 // slowExpiryOwner takes a while to hear that its session expired, as an
 // owner under load might, which widens the window between Close's Purge
 // emptying the table and the last eviction callback.
-type slowExpiryOwner struct{ expiryOwner }
+type slowExpiryOwner struct{}
 
-func (o *slowExpiryOwner) Expire() { time.Sleep(20 * time.Microsecond) }
+func (o *slowExpiryOwner) Deliver(context.Context, message) error { return nil }
+func (o *slowExpiryOwner) Expire()                                { time.Sleep(20 * time.Microsecond) }
 
 // TestMemStoreRenewAfterClose renews sessions while Close purges the
 // table: none may be left in it.
