@@ -2,9 +2,13 @@ package wsconn
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,5 +106,79 @@ func TestSmallReadBufferDialer(t *testing.T) {
 		if want := []byte{byte(i), byte(i >> 8), 0xff}; !bytes.Equal(p, want) {
 			t.Fatalf("burst message %d: got %x, want %x", i, p, want)
 		}
+	}
+}
+
+// writeCountingConn counts the writes that reach a connection.
+type writeCountingConn struct {
+	net.Conn
+	writes atomic.Int32
+}
+
+func (c *writeCountingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestDialerSendsRequestInOneWrite checks that a Dialer from NewDialer
+// sends the handshake request in one write, at any size (net/http's own
+// buffered writer would flush a large one in 4 KiB pieces), that the
+// request arrives whole, and that writes after the handshake go straight
+// through.
+func TestDialerSendsRequestInOneWrite(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("X-Big")
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			mt, p, err := c.ReadMessage()
+			if err != nil || c.WriteMessage(mt, p) != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+
+	for _, size := range []int{10, 5000, 20_000} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			var counted *writeCountingConn
+			d := NewDialer(DialOptions{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				counted = &writeCountingConn{Conn: c}
+				return counted, nil
+			}})
+			big := strings.Repeat("b", size)
+			c, _, err := Dial(context.Background(), d, "ws"+strings.TrimPrefix(srv.URL, "http"), http.Header{"X-Big": {big}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if v := <-got; v != big {
+				t.Fatalf("upstream got a header of %d bytes, want the %d sent", len(v), size)
+			}
+			if n := counted.writes.Load(); n != 1 {
+				t.Fatalf("handshake request sent in %d writes, want 1", n)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for i := range 3 {
+				msg := []byte("after " + strconv.Itoa(i))
+				if err := c.WriteMessage(websocket.TextMessage, msg); err != nil {
+					t.Fatal(err)
+				}
+				if _, p, err := c.ReadMessage(); err != nil || !bytes.Equal(p, msg) {
+					t.Fatalf("echo %d: %q, %v", i, p, err)
+				}
+			}
+			if n := counted.writes.Load(); n != 4 {
+				t.Fatalf("%d writes after three messages, want 4: writes after the handshake must go straight through", n)
+			}
+		})
 	}
 }
