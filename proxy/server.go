@@ -26,7 +26,8 @@ import (
 )
 
 // Server is a running streamgate: the public listener, the admin listener
-// and everything they serve. Build it with New, run it with Run.
+// and everything they serve. Build it with New, run it with Run, or
+// release it with Close if it is not to run.
 type Server struct {
 	logger       zerolog.Logger
 	registry     *prometheus.Registry
@@ -47,6 +48,7 @@ type Server struct {
 	bridgeLegMetrics *wsconn.Metrics
 
 	clientJS http.Handler
+	started  atomic.Bool // Run or Close has been called
 	table    atomic.Pointer[routeTable]
 	conns    *registry
 	limiter  *limiter
@@ -255,9 +257,31 @@ func (s *Server) Reload(cfg *config.Config) error {
 	return nil
 }
 
+// errStarted is the error of a second Run or Close.
+var errStarted = errors.New("proxy: server already run or closed")
+
+// Close releases what New acquired for a Server that is not to be Run:
+// its listeners, its SSE bridges and its event loops. Run releases them
+// itself as it returns, so Close of a Server that has been Run (or a
+// second Close) does nothing but return an error; to stop a running
+// Server, cancel Run's context.
+func (s *Server) Close() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errStarted
+	}
+	s.closeListeners()
+	s.closeBridges(time.Now()) // no stream has started
+	s.retiring.Wait()
+	return s.poller.Close()
+}
+
 // Run serves until ctx is cancelled, then drains (see DESIGN.md, Shutdown)
 // and returns when everything is closed or timeouts.shutdown has passed.
+// A Server runs once: Run after Run or Close returns an error at once.
 func (s *Server) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errStarted
+	}
 	errc := make(chan error, 3)
 	serve := func(srv *http.Server, ln net.Listener, name string) {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/proxy"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -181,4 +183,57 @@ func TestNoGoroutineLeaksAfterManyConnections(t *testing.T) {
 	})
 	http.DefaultClient.CloseIdleConnections()
 	goleak.VerifyNone(t, ignore)
+}
+
+// TestCloseWithoutRun checks that Close releases a Server that New built
+// and that never ran: its listeners (their addresses can be bound again),
+// the event loops' and the SSE bridge's goroutines; and that a Server
+// runs once.
+func TestCloseWithoutRun(t *testing.T) {
+	be := wsBackend(t, nil, echo)
+	_, logger := newLogLines(t)
+	ignore := goleak.IgnoreCurrent()
+	cfg := testConfig(be.URL)
+	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.New(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := testConfig(be.URL) // a reload that retires the bridge
+	next.Routes = []config.Route{{Path: "/other/", SSE: true}}
+	if err := srv.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	addrs := []string{srv.Addr().String(), srv.AdminAddr().String()}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := srv.Close(); err == nil {
+		t.Error("a second Close returned no error")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Run(ctx); err == nil || ctx.Err() != nil {
+		t.Errorf("Run after Close: %v (context: %v), want an error at once", err, ctx.Err())
+	}
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Errorf("%s still bound after Close: %v", a, err)
+			continue
+		}
+		ln.Close()
+	}
+	goleak.VerifyNone(t, ignore)
+
+	ran := launchProxy(t, testConfig(be.URL), logger)
+	if err := ran.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ran.Close(); err == nil {
+		t.Error("Close after Run returned no error")
+	}
 }
