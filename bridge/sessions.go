@@ -63,6 +63,13 @@ func keyOf(id string) tableKey {
 // with m.mu held, so it only flags the session and signals (owner.Expire
 // and the stream's wake function never block). Close stops the timer.
 //
+// A session with a stream attached never expires: its TTL runs from
+// the moment its last stream left. Its stream renews it every
+// SessionTTL/3, which keeps it near the front; one whose renewals are
+// late (a stalled process, a very short TTL) and that reaches the back
+// anyway is renewed there by the timer rather than removed, and lookups
+// find it all the same.
+//
 // Lock order: m.mu, then the LRU's lock, then a session's mu (the LRU
 // runs the evict callback after releasing its own lock).
 type memStore struct {
@@ -132,11 +139,11 @@ func (m *memStore) arm(deadline time.Duration) {
 	m.expiry.Reset(wait)
 }
 
-// peek returns the session under k unless it is past its deadline,
-// without moving it.
+// peek returns the session under k unless it is past its deadline with
+// no stream attached, without moving it.
 func (m *memStore) peek(k tableKey) (*memSession, bool) {
 	e, ok := m.table.Peek(k)
-	if !ok || m.now() > e.deadline {
+	if !ok || m.now() > e.deadline && !e.s.attached() {
 		return nil, false
 	}
 	return e.s, true
@@ -144,7 +151,8 @@ func (m *memStore) peek(k tableKey) (*memSession, bool) {
 
 // expireDue, the expiry timer's function, removes the sessions past
 // their deadline, which are at the back of the table, as its order is
-// that of their deadlines; then it arms the timer for the oldest left.
+// that of their deadlines, and renews those among them with a stream
+// attached; then it arms the timer for the oldest left.
 func (m *memStore) expireDue() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -158,11 +166,15 @@ func (m *memStore) expireDue() {
 		if !ok {
 			return
 		}
-		if e.deadline >= now {
+		switch {
+		case e.deadline >= now:
 			m.arm(e.deadline)
 			return
+		case e.s.attached():
+			m.add(e.s) // to the front, with a deadline past now
+		default:
+			m.table.Remove(k)
 		}
-		m.table.Remove(k)
 	}
 }
 
@@ -225,13 +237,25 @@ func (m *memStore) lookup(id string) (*memSession, bool) {
 // Create, the only other Add, with expiry, and with Close, which sets
 // closed before its Purge, so nothing can remove s between the check and
 // the Add.
-func (m *memStore) renew(s *memSession) {
+func (m *memStore) renew(s *memSession) { m.renewIf(s, false) }
+
+// renewLeft is renew for a session whose stream has just left it: it was
+// live until then whatever its deadline, as attached sessions do not
+// expire.
+func (m *memStore) renewLeft(s *memSession) { m.renewIf(s, true) }
+
+// renewIf is renew, which also renews a session past its deadline if
+// pastDeadline is set.
+func (m *memStore) renewIf(s *memSession, pastDeadline bool) {
 	if m.testHookRenew != nil {
 		m.testHookRenew(s)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, live := m.peek(s.key); m.closed || !live || s.isGone() {
+	if m.closed || s.isGone() {
+		return
+	}
+	if _, live := m.peek(s.key); !live && !(pastDeadline && m.table.Contains(s.key)) {
 		return
 	}
 	m.add(s)
@@ -460,6 +484,8 @@ func (sub *memSub) Renew() {
 	}
 }
 
+// Detach lets the session go and restarts its TTL, even if its deadline
+// passed while the stream was attached (see memStore).
 func (sub *memSub) Detach() {
 	s := sub.s
 	s.mu.Lock()
@@ -470,6 +496,6 @@ func (sub *memSub) Detach() {
 	gone := s.gone
 	s.mu.Unlock()
 	if current && !gone {
-		s.m.renew(s)
+		s.m.renewLeft(s)
 	}
 }

@@ -293,6 +293,64 @@ func TestMemStoreExpiry(t *testing.T) {
 	}
 }
 
+// TestAttachedSessionNeverExpires checks that a session with a stream
+// attached outlives its TTL even when the stream never renews it (a
+// stalled process: TestSSEChurn lost sessions under load this way, as
+// POSTs answered 404 and streams ended while their clients read them),
+// including a Detach that comes after its deadline has passed; and that
+// once the stream has left, the session expires a TTL later.
+func TestAttachedSessionNeverExpires(t *testing.T) {
+	const ttl = 30 * time.Millisecond
+	m := newMemStore(10, 10, 0, ttl, false)
+	defer m.Close()
+	o := newExpiryOwner()
+	if _, err := m.Create("s", o); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := m.Attach("s", "", func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * ttl) // several expiry passes, no renewal
+	select {
+	case <-o.expired:
+		t.Fatal("a session with a stream attached expired")
+	default:
+	}
+	if err := m.CanSend("s", ""); err != nil {
+		t.Fatalf("back-channel to the attached session: %v", err)
+	}
+	if ev := sub.Read(nil, 0, 10); ev.End != nil {
+		t.Fatalf("the attached stream was told %v", ev.End)
+	}
+
+	// The deadline passed, and the timer has not got to it yet: Detach
+	// still starts the TTL from now.
+	s, _ := m.lookup("s")
+	m.mu.Lock()
+	m.table.Add(s.key, tableEntry{s: s, deadline: m.now() - time.Millisecond})
+	m.mu.Unlock()
+	if _, ok := m.lookup("s"); !ok {
+		t.Fatal("lookup misses an attached session past its deadline")
+	}
+	left := time.Now()
+	sub.Detach()
+	if _, ok := m.lookup("s"); !ok {
+		t.Fatal("the session is gone at once when its stream left after its deadline")
+	}
+	select {
+	case <-o.expired:
+		if took := o.at.Sub(left); took < ttl {
+			t.Errorf("expired %v after its stream left, before its TTL of %v", took, ttl)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session did not expire within 5 s of its stream leaving")
+	}
+	if err := m.CanSend("s", ""); err == nil {
+		t.Error("back-channel to an expired session accepted")
+	}
+}
+
 // slowExpiryOwner takes a while to hear that its session expired, as an
 // owner under load might, which widens the window between Close's Purge
 // emptying the table and the last eviction callback.
