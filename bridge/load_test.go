@@ -230,3 +230,74 @@ func value(c prometheus.Metric) float64 {
 	}
 	return m.Counter.GetValue()
 }
+
+// gatedStore makes each stream's second Read wait for release, after
+// telling firstRead that the first one returned: events that arrive in
+// between come while the stream is idle, between two turns.
+type gatedStore struct {
+	store
+	firstRead chan struct{}
+	release   chan struct{}
+}
+
+type gatedSub struct {
+	subscription
+	g     *gatedStore
+	reads int // by the stream's turn, one at a time
+}
+
+func (g *gatedStore) Attach(id, clientIP string, wake func()) (subscription, error) {
+	sub, err := g.store.Attach(id, clientIP, wake)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedSub{subscription: sub, g: g}, nil
+}
+
+func (s *gatedSub) Read(dst []Event, after uint64, limit int) batch {
+	s.reads++
+	if s.reads == 2 {
+		<-s.g.release
+	}
+	b := s.subscription.Read(dst, after, limit)
+	if s.reads == 1 {
+		close(s.g.firstRead)
+	}
+	return b
+}
+
+// TestBurstIsNotSlowness sends a stream, idle between two turns, a burst
+// of many more events than QueueLen: a client that reads them as fast as
+// they are written is not too slow, so it gets them all and stays (before,
+// a stream more than QueueLen behind at any read was dropped, so an
+// upstream that greets with a few messages dropped fresh streams with a
+// small replay).
+func TestBurstIsNotSlowness(t *testing.T) {
+	const burst, queueLen = 40, 4
+	h := newHarness(t, Options{Replay: 100, QueueLen: queueLen})
+	hs := h.hook()
+	g := &gatedStore{store: hs, firstRead: make(chan struct{}), release: make(chan struct{})}
+	h.b.store = g
+	s := h.stream("/ws", nil)
+	s.session()
+	up := h.up.next(t)
+	select {
+	case <-g.firstRead:
+	case <-time.After(wait):
+		t.Fatal("the stream never read its session")
+	}
+	for i := 1; i <= burst; i++ {
+		up.send(t, false, fmt.Sprintf("m%d", i))
+	}
+	hs.waitAppended(t, burst)
+	close(g.release)
+	for i := 1; i <= burst; i++ {
+		if ev := s.nextEvent(); ev.data != fmt.Sprintf("m%d", i) {
+			t.Fatalf("event %d: got %q (%q)", i, ev.data, ev.raw)
+		}
+	}
+	up.send(t, false, "live")
+	if ev := s.nextEvent(); ev.data != "live" {
+		t.Fatalf("after the burst: got %q (%q), want the stream still live", ev.data, ev.raw)
+	}
+}

@@ -499,12 +499,12 @@ func (st *stream) drain() (e ending, over bool) {
 		} else if news.Lost > 0 {
 			return st.tooSlow(fmt.Errorf("client too slow: %d events were dropped from the replay log before it read them", news.Lost)), true
 		}
-		if behind := news.Head - max(st.cursor, st.liveFrom); behind > uint64(st.b.queueLen) {
-			return st.tooSlow(fmt.Errorf("client too slow: %d events behind", behind)), true
-		}
 		if len(news.Events) > 0 {
 			if err := st.writeEvents(news.Events); err != nil {
 				return st.writeFailed(err), true
+			}
+			if e, slow := st.fellBehind(news.Head, len(news.Events)); slow {
+				return e, true
 			}
 		}
 		st.evs = news.Events[:0]
@@ -516,6 +516,24 @@ func (st *stream) drain() (e ending, over bool) {
 		}
 		return ending{}, false
 	}
+}
+
+// fellBehind reports whether the stream, having written the n events it
+// read when the session's head was at head, is too slow for its session:
+// it is now more than QueueLen live events behind, and more events came
+// while it wrote than it wrote, so it is losing ground. Events that came
+// while it was idle (a burst between two turns, however large) or that
+// it replays on resume are not held against it: a client that takes
+// them as fast as they are written is not slow. One that falls behind
+// is dropped before the replay log evicts what it has not read, so that
+// its resume misses nothing.
+func (st *stream) fellBehind(head uint64, n int) (ending, bool) {
+	now := st.sub.Head()
+	behind, came := now-max(st.cursor, st.liveFrom), now-head
+	if behind <= uint64(st.b.queueLen) || came <= uint64(n) {
+		return ending{}, false
+	}
+	return st.tooSlow(fmt.Errorf("client too slow: %d events behind (%d came while it took %d)", behind, came, n)), true
 }
 
 // maxWrite is the size past which encoded events are written (and
