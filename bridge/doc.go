@@ -46,7 +46,9 @@
 //	data: {"code":1000,"reason":"bye"}
 //
 // (1011 "upstream connection lost" when the upstream ended without a close
-// frame), and a reconnect for that session that has every event gets 204
+// frame; 1001 "peer broke the protocol" when it broke a rule, such as a
+// message over MaxMessageSize, and was closed with 1009, 1007 or 1002:
+// what a proxied WebSocket client is told), and a reconnect for that session that has every event gets 204
 // No Content, so EventSource stops. One that missed events (say, the
 // close event went to a connection that was already dead) gets them and
 // the close event again, as long as the session is kept (SessionTTL).

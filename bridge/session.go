@@ -145,13 +145,12 @@ func (s *session) Ended(end wsconn.LegEnd) {
 }
 
 // closeInfoOf is what the close event tells the page about the upstream's
-// end: its close code and reason, or, when it ended without a clean close,
-// 1011 "upstream connection lost", as a proxied WebSocket client is told.
+// end: the code and reason a proxied WebSocket client is told (see
+// wsconn.LegEnd.ToClient), so that a page sees the same close on either
+// transport.
 func closeInfoOf(end wsconn.LegEnd) closeInfo {
-	c := closeInfo{Code: end.Code, Reason: end.Reason, Leg: end}
-	if end.Err != nil {
-		c.Code, c.Reason = websocket.CloseInternalServerErr, "upstream connection lost"
-	}
+	c := closeInfo{Leg: end}
+	c.Code, c.Reason = end.ToClient()
 	return c
 }
 

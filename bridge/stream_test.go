@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/streamgate/streamgate/bridge/wsconn"
 )
 
 // TestStreamWireProtocol checks DESIGN.md's wire protocol on a stream that
@@ -271,6 +273,43 @@ func TestUpstreamLost(t *testing.T) {
 		t.Errorf("got %q %q, want close 1011", ev.event, ev.data)
 	}
 	s.waitEnd()
+}
+
+// TestUpstreamBrokeRule has the upstream break a rule: the upstream is
+// told why (1009, 1007), and the page gets the close a proxied WebSocket
+// client gets, 1001 "peer broke the protocol", not a lost connection; on
+// the event loop and on a goroutine leg alike.
+func TestUpstreamBrokeRule(t *testing.T) {
+	harnesses := map[string]func(testing.TB, Options, ...func(*httptest.Server)) *harness{
+		"loop": newHarness, "goroutine": newHandlerHarness,
+	}
+	cases := []struct {
+		name string
+		msg  string
+		code int
+	}{
+		{"too big", strings.Repeat("x", 100), websocket.CloseMessageTooBig},
+		{"not UTF-8", "bad \xff text", websocket.CloseInvalidFramePayloadData},
+	}
+	for hname, newH := range harnesses {
+		for _, c := range cases {
+			t.Run(hname+"/"+c.name, func(t *testing.T) {
+				h := newH(t, Options{Leg: wsconn.Options{MaxMessageSize: 64}})
+				s := h.stream("/ws", nil)
+				s.session()
+				up := h.up.next(t)
+				up.send(t, false, c.msg)
+				ev := s.nextEvent()
+				if want := `{"code":1001,"reason":"peer broke the protocol"}`; ev.event != "close" || ev.data != want {
+					t.Errorf("got %q %q, want close %s", ev.event, ev.data, want)
+				}
+				if code, _ := up.waitClosed(t); code != c.code {
+					t.Errorf("upstream told %d, want %d", code, c.code)
+				}
+				s.waitEnd()
+			})
+		}
+	}
 }
 
 // TestStreamHTTP2 streams over HTTP/2: no Connection header, and an idle

@@ -69,4 +69,8 @@ var (
 	// clientLost goes to the upstream when the client leg died: 1001, the
 	// client is going away.
 	clientLost = closeFrame{websocket.CloseGoingAway, "client connection lost"}
+	// peerBroke goes to a leg whose peer broke a rule of the protocol (a
+	// message too big, text that is not UTF-8, a bad frame) and was told
+	// why: 1001, as that peer is going away.
+	peerBroke = closeFrame{websocket.CloseGoingAway, "peer broke the protocol"}
 )

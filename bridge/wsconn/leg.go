@@ -79,6 +79,23 @@ type LegEnd struct {
 	Reason string
 	// Err is the cause when the end was not a clean close handshake.
 	Err error
+	// brokeRule is set when the peer broke a rule of the protocol and
+	// was told so with Code.
+	brokeRule bool
+}
+
+// ToClient is the close code and reason a client proxied to this leg is
+// told of its end, as a Relay tells a WebSocket client: the peer's own
+// after a clean close, 1001 "peer broke the protocol" when the peer broke
+// a rule, and 1011 "upstream connection lost" otherwise.
+func (e LegEnd) ToClient() (code int, reason string) {
+	switch {
+	case e.brokeRule:
+		return peerBroke.code, peerBroke.reason
+	case e.Err != nil:
+		return upstreamLost.code, upstreamLost.reason
+	}
+	return e.Code, e.Reason
 }
 
 // NewLeg takes over c, which must be open, and starts its ping timer.
@@ -300,5 +317,5 @@ func (l *Leg) end(err error) (LegEnd, *closeFrame) {
 		return e, nil
 	}
 	re := classifyRead(err, "upstream", ClosedByUpstream, l.opts)
-	return LegEnd{ClosedBy: re.by, Code: re.code, Reason: re.reason, Err: re.err}, re.tell
+	return LegEnd{ClosedBy: re.by, Code: re.code, Reason: re.reason, Err: re.err, brokeRule: re.tell != nil}, re.tell
 }

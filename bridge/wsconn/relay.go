@@ -452,7 +452,7 @@ func (r *Relay) readFailed(s side, err error) {
 		// gorilla has sent 1009 itself for some oversize frames; a second
 		// close frame is never sent.
 		_ = r.writeControl(s, websocket.CloseMessage, CloseMessage(re.tell.code, re.tell.reason), time.Now().Add(r.opts.CloseTimeout))
-		e.send[1-s] = &closeFrame{websocket.CloseGoingAway, "peer broke the protocol"}
+		e.send[1-s] = &peerBroke
 	default:
 		e.send[1-s] = s.lost()
 	}
