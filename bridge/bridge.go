@@ -145,6 +145,8 @@ type Bridge struct {
 
 	bufs sync.Pool // *[]byte: streams encode their events and frame their writes in these
 
+	up, down flow // message counters: back-channel, upstream
+
 	hijacked map[*stream]struct{} // guarded by mu: for Abort
 	aborted  atomic.Bool
 }
@@ -209,6 +211,8 @@ func New(opts Options) (*Bridge, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Bridge{
 		opts:     opts,
+		up:       opts.Metrics.flow("up"),
+		down:     opts.Metrics.flow("down"),
 		queueLen: opts.QueueLen,
 		store:    newMemStore(opts.MaxSessions, opts.Replay, opts.ReplayBytes, opts.SessionTTL, opts.BindIP),
 		hijacked: make(map[*stream]struct{}),

@@ -35,6 +35,39 @@ type Metrics struct {
 	Posts *prometheus.CounterVec
 	// DialSeconds observes upstream dial latency.
 	DialSeconds prometheus.Observer
+	// Messages and MessageBytes count messages and their payload bytes by
+	// direction: "down", upstream messages taken into sessions; "up",
+	// back-channel messages delivered to upstreams.
+	Messages     *prometheus.CounterVec
+	MessageBytes *prometheus.CounterVec
+}
+
+// flow is a Metrics' message counters of one direction, looked up once
+// rather than by label for every message; its zero value counts nothing.
+type flow struct {
+	msgs, bytes prometheus.Counter
+}
+
+// flow returns the counters of direction dir ("up" or "down").
+func (m *Metrics) flow(dir string) flow {
+	var f flow
+	if m != nil && m.Messages != nil {
+		f.msgs = m.Messages.WithLabelValues(dir)
+	}
+	if m != nil && m.MessageBytes != nil {
+		f.bytes = m.MessageBytes.WithLabelValues(dir)
+	}
+	return f
+}
+
+// add counts one message of n bytes.
+func (f flow) add(n int) {
+	if f.msgs != nil {
+		f.msgs.Inc()
+	}
+	if f.bytes != nil {
+		f.bytes.Add(float64(n))
+	}
 }
 
 // NewMetrics creates the bridge's collectors, named streamgate_sse_*, and
@@ -69,6 +102,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Posts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamgate_sse_posts_total", Help: "Back-channel POSTs, by HTTP status code.",
 		}, []string{"code"}),
+		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamgate_sse_messages_total", Help: "Bridged messages by direction (up = back-channel to upstream, down = upstream to sessions).",
+		}, []string{"direction"}),
+		MessageBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamgate_sse_message_bytes_total", Help: "Bridged message payload bytes by direction (up = back-channel to upstream, down = upstream to sessions).",
+		}, []string{"direction"}),
 	}
 	dial := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "streamgate_sse_dial_seconds", Help: "Upstream WebSocket dial latency of new SSE sessions.",
@@ -77,7 +116,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.DialSeconds = dial
 	if reg != nil {
 		reg.MustRegister(m.Sessions, m.Streams, m.StreamsClosed, m.EventsSent, m.EventsReplayed,
-			m.EventsLost, m.SessionsLost, m.SlowStreams, m.Posts, dial)
+			m.EventsLost, m.SessionsLost, m.SlowStreams, m.Posts, dial, m.Messages, m.MessageBytes)
 	}
 	return m
 }

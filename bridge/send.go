@@ -99,6 +99,7 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request, bodyRead *bool) in
 	err = b.store.Send(r.Context(), sid, m)
 	switch {
 	case err == nil:
+		b.up.add(len(body))
 		return http.StatusAccepted
 	case errors.Is(err, errNoSession), errors.Is(err, wsconn.ErrLegClosing):
 		return http.StatusNotFound

@@ -118,6 +118,7 @@ func (s *session) run() {
 // the session's log, and never waits for a stream.
 func (s *session) Message(binary bool, p []byte) {
 	s.log.Append(binary, p)
+	s.b.down.add(len(p))
 }
 
 // Ended implements wsconn.LegHandler: the upstream has ended, and the

@@ -64,15 +64,20 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 }
 
 // bridgeMetrics returns the collectors the SSE bridges feed: the bridge's
-// own streamgate_sse_* family, except that attached streams and their ends
-// are counted in the connection metrics under kind="sse"; and those of the
+// own streamgate_sse_* family, except that attached streams, their ends
+// and the bridged messages and bytes are counted in the connection and
+// message metrics under kind="sse"; and those of the
 // bridges' upstream legs (ping round trips).
 func (m *metrics) bridgeMetrics(reg *prometheus.Registry) (*bridge.Metrics, *wsconn.Metrics) {
 	bm := bridge.NewMetrics(reg)
-	reg.Unregister(bm.Streams)
-	reg.Unregister(bm.StreamsClosed)
+	for _, c := range []prometheus.Collector{bm.Streams, bm.StreamsClosed, bm.Messages, bm.MessageBytes} {
+		reg.Unregister(c)
+	}
+	sse := prometheus.Labels{"kind": "sse"}
 	bm.Streams = m.active.WithLabelValues("sse")
-	bm.StreamsClosed = m.closed.MustCurryWith(prometheus.Labels{"kind": "sse"})
+	bm.StreamsClosed = m.closed.MustCurryWith(sse)
+	bm.Messages = m.messages.MustCurryWith(sse)
+	bm.MessageBytes = m.bytes.MustCurryWith(sse)
 	return bm, &wsconn.Metrics{UpstreamPingRTT: m.pingRTT.WithLabelValues("upstream")}
 }
 

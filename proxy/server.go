@@ -400,6 +400,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rt.bridge != nil && isBridgeRequest(r) {
+		if !rt.origins.allow(r, t.trusted) {
+			// The bridge would refuse it too; here it is logged and
+			// counted as a refused WebSocket origin is.
+			release()
+			log := s.logger.With().Str("kind", "sse").Str("route", rt.path).Str("client_ip", clientIP).Str("path", r.URL.Path).Logger()
+			s.reject(w, log, "origin", http.StatusForbidden, "origin not allowed", r.Header.Get("Origin"))
+			return
+		}
 		rt.bridge.Serve(w, r, release) // a stream may outlive this handler
 		return
 	}

@@ -135,7 +135,7 @@ func TestSSEBridgeThroughProxy(t *testing.T) {
 	pb, upstream := newPushBackend(t)
 	cfg := testConfig(upstream)
 	cfg.Routes = []config.Route{{Path: "/live/", SSE: true}}
-	_, logger := newLogLines(t)
+	logs, logger := newLogLines(t)
 	srv := startProxy(t, cfg, logger)
 
 	st := openSSE(t, httpURL(srv, "/live/feed?x=1"), nil)
@@ -168,12 +168,42 @@ func TestSSEBridgeThroughProxy(t *testing.T) {
 	if code, body := get(t, httpURL(srv, "/.streamgate/client.js")); code != http.StatusOK || !strings.Contains(body, "StreamgateSocket") {
 		t.Errorf("client.js: %d", code)
 	}
-	// A foreign origin is refused on the bridge as on WebSockets.
-	req, _ := http.NewRequest(http.MethodGet, httpURL(srv, "/live/feed"), nil)
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Origin", "http://evil.example")
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
-		t.Errorf("foreign origin: %v %v", resp.Status, err)
+	// A foreign origin is refused on the bridge as on WebSockets, stream
+	// and back-channel alike, with a log line and a count.
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		url := httpURL(srv, "/live/feed")
+		if method == http.MethodPost {
+			url = httpURL(srv, sess.Send)
+		}
+		req, _ := http.NewRequest(method, url, strings.NewReader("x"))
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Origin", "http://evil.example")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s from a foreign origin: %s", method, resp.Status)
+		}
+	}
+	refused := logs.wait(t, 5*time.Second, msgContains("origin not allowed"))
+	if refused["kind"] != "sse" || refused["detail"] != "http://evil.example" {
+		t.Errorf("refusal logged as %v", refused)
+	}
+	// The bridged messages count with the relayed ones, under kind="sse":
+	// one each way, "hello\nworld" (11 bytes) down and 16 bytes up.
+	_, body := get(t, "http://"+srv.AdminAddr().String()+"/metrics")
+	for _, want := range []string{
+		`streamgate_messages_total{direction="down",kind="sse"} 1`,
+		`streamgate_messages_total{direction="up",kind="sse"} 1`,
+		`streamgate_message_bytes_total{direction="down",kind="sse"} 11`,
+		`streamgate_message_bytes_total{direction="up",kind="sse"} 16`,
+		`streamgate_rejected_total{reason="origin"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 
