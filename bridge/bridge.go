@@ -133,8 +133,9 @@ type Bridge struct {
 	opts      Options
 	queueLen  int
 	store     store
-	log       zerolog.Logger
-	streamSeq atomic.Uint64 // numbers streams in their log lines' conn
+	log       zerolog.Logger // with the route, for the bridge's own lines
+	endLog    zerolog.Logger // without: the end-of-stream line names it itself
+	streamSeq atomic.Uint64  // numbers streams in their log lines' conn
 
 	ctx      context.Context
 	cancel   context.CancelFunc // cancels ctx, which bounds upstream dials, when Close starts
@@ -217,6 +218,7 @@ func New(opts Options) (*Bridge, error) {
 		store:    newMemStore(opts.MaxSessions, opts.Replay, opts.ReplayBytes, opts.SessionTTL, opts.BindIP),
 		hijacked: make(map[*stream]struct{}),
 		log:      opts.Logger.With().Str("component", "bridge").Str("route", opts.Route).Logger(),
+		endLog:   opts.Logger.With().Str("component", "bridge").Logger(),
 		ctx:      ctx,
 		cancel:   cancel,
 	}, nil

@@ -31,9 +31,38 @@ func (s *syncBuffer) lines(t *testing.T) []map[string]any {
 		if err := json.Unmarshal(l, &m); err != nil {
 			t.Fatalf("log line %q: %v", l, err)
 		}
+		if dup := duplicateKey(t, l); dup != "" {
+			t.Errorf("log line has the key %q twice: %s", dup, l)
+		}
 		out = append(out, m)
 	}
 	return out
+}
+
+// duplicateKey returns a top-level key that the JSON object line has more
+// than once (which decoding into a map would hide), or "".
+func duplicateKey(t *testing.T, line []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if _, err := dec.Token(); err != nil { // {
+		t.Fatalf("log line %q: %v", line, err)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return key
+		}
+		seen[key] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+	}
+	return ""
 }
 
 func TestStreamLogLine(t *testing.T) {

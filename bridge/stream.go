@@ -638,7 +638,7 @@ func (st *stream) logEnd(e ending) {
 	}
 	id := logID(st.sid)
 	info := wsconn.ConnInfo{ID: id + "/" + strconv.FormatUint(st.b.streamSeq.Add(1), 10), Kind: "sse", Route: st.b.opts.Route, ClientIP: st.ip}
-	wsconn.LogEnd(st.b.log, info, res, func(ev *zerolog.Event) {
+	wsconn.LogEnd(st.b.endLog, info, res, func(ev *zerolog.Event) {
 		ev.Str("session", id).Bool("resumed", st.resumed).Int64("replayed", st.replayed)
 		switch {
 		case st.lost < 0:

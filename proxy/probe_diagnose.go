@@ -361,12 +361,14 @@ func diagnoseSSE(r *ProbeReport, f *findings) {
 	if cc := strings.ToLower(r.Header.Get("Cache-Control")); !strings.Contains(cc, "no-cache") && !strings.Contains(cc, "no-store") {
 		f.add(findSSECache, ProbeWarn, "Cache-Control is %q: a cache may hold the stream; send Cache-Control: no-cache", r.Header.Get("Cache-Control"))
 	}
-	switch e.By {
-	case ProbeEndCut:
+	switch {
+	case e.By == ProbeEndCut:
 		diagnoseCut(r, f, "stream cut", "without its end", "send heartbeat comments (an interval below that timeout)")
-	case ProbeEndServer:
+	case e.By == ProbeEndServer && s.Types["close"] > 0:
+		f.add(findSSEEnded, ProbeInfo, "the server ended the stream after %s with a close event (a streamgate bridge whose app closed the WebSocket): a reconnect for this session gets 204, and EventSource stops", probeDur(e.After))
+	case e.By == ProbeEndServer:
 		f.add(findSSEEnded, ProbeInfo, "the server ended the stream after %s: EventSource reconnects after retry (%s)", probeDur(e.After), retryOrDefault(s.Retry))
-	case ProbeEndProbe:
+	case e.By == ProbeEndProbe:
 		diagnoseProbeEnd(r, f)
 		if r.Messages.Count == 0 && s.Heartbeats.Count == 0 && r.Watch > 0 && e.Error == "" {
 			f.add(findSSEQuiet, ProbeWarn, "nothing (no event, no heartbeat) in %s: a quiet stream, or a buffering proxy holding it (watch longer with -for; send X-Accel-Buffering: no / padding)", probeDur(r.Watch))

@@ -136,3 +136,34 @@ func TestProbeSSESignatures(t *testing.T) {
 		})
 	}
 }
+
+// TestProbeSSEServerEnd checks what the probe says of a stream the server
+// ends: EventSource reconnects after a plain end, but not after a
+// streamgate close event, whose reconnect gets 204.
+func TestProbeSSEServerEnd(t *testing.T) {
+	for _, tt := range []struct {
+		name, last, want string
+	}{
+		{"plain end", "data: bye\n\n", "EventSource reconnects after retry"},
+		{"close event", "event: close\ndata: {\"code\":1000,\"reason\":\"bye\"}\n\n", "gets 204, and EventSource stops"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.Header().Set("Cache-Control", "no-cache")
+				fmt.Fprint(w, "retry: 2000\n\ndata: hello\n\n"+tt.last)
+			}))
+			t.Cleanup(s.Close)
+			rep := probeOK(t, s.URL+"/events", proxy.ProbeOptions{SSE: true, For: 3 * time.Second})
+			var found *proxy.ProbeFinding
+			for i := range rep.Findings {
+				if rep.Findings[i].ID == "sse-ended" {
+					found = &rep.Findings[i]
+				}
+			}
+			if found == nil || !strings.Contains(found.Message, tt.want) {
+				t.Errorf("findings %+v, want sse-ended saying %q", rep.Findings, tt.want)
+			}
+		})
+	}
+}

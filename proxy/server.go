@@ -333,7 +333,7 @@ func (s *Server) shutdown() {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	s.draining.Store(true)
-	s.logger.Info().Dur("budget", budget).Msg("draining")
+	s.logger.Info().Float64("budget", budget.Seconds()).Msg("draining") // seconds, as every duration in the logs
 	sleepCtx(ctx, t.timeouts.DrainDelay.Std())
 
 	servers := []*http.Server{s.public}
