@@ -109,6 +109,27 @@ func TestSmallReadBufferDialer(t *testing.T) {
 	}
 }
 
+// echoHandler upgrades to a WebSocket that echoes every message, after
+// handing the request to onRequest if that is not nil.
+func echoHandler(onRequest func(*http.Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if onRequest != nil {
+			onRequest(r)
+		}
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			mt, p, err := c.ReadMessage()
+			if err != nil || c.WriteMessage(mt, p) != nil {
+				return
+			}
+		}
+	}
+}
+
 // writeCountingConn counts the writes that reach a connection.
 type writeCountingConn struct {
 	net.Conn
@@ -127,20 +148,7 @@ func (c *writeCountingConn) Write(p []byte) (int, error) {
 // through.
 func TestDialerSendsRequestInOneWrite(t *testing.T) {
 	got := make(chan string, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got <- r.Header.Get("X-Big")
-		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			mt, p, err := c.ReadMessage()
-			if err != nil || c.WriteMessage(mt, p) != nil {
-				return
-			}
-		}
-	}))
+	srv := httptest.NewServer(echoHandler(func(r *http.Request) { got <- r.Header.Get("X-Big") }))
 	defer srv.Close()
 
 	for _, size := range []int{10, 5000, 20_000} {

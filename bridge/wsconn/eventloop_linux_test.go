@@ -31,19 +31,7 @@ func startedFront(t *testing.T, upstreamURL string, opts Options) (url string, r
 // ws://.
 func echoUpstream(t *testing.T) string {
 	t.Helper()
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			mt, p, err := c.ReadMessage()
-			if err != nil || c.WriteMessage(mt, p) != nil {
-				return
-			}
-		}
-	}))
+	up := httptest.NewServer(echoHandler(nil))
 	t.Cleanup(up.Close)
 	return "ws" + strings.TrimPrefix(up.URL, "http")
 }
