@@ -1,8 +1,12 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"net"
@@ -12,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // FieldError is one problem of a configuration: where it is (File, Line,
@@ -104,8 +109,10 @@ func asError(errs Errors) error {
 
 // Validate checks c and returns every problem as Errors, or nil. Problems
 // carry c.File but no line numbers; Load and Parse add those. Validate reads
-// the files that c names (certificates, keys, CA bundles) to check they
-// exist and are readable; relative paths are taken from the working
+// the files that c names as the proxy will when it starts: a CA bundle must
+// hold a PEM certificate, and a certificate and key must load as a pair (a
+// key that does not match its certificate is a problem, and so is an
+// expired tls.cert_file). Relative paths are taken from the working
 // directory, as the proxy will open them.
 func (c *Config) Validate() error {
 	v := &validator{file: c.File}
@@ -221,28 +228,83 @@ func (v *validator) intRange(key string, n, lo, hi int) {
 	}
 }
 
-// readable checks that the file at path, if set, can be opened for reading.
-func (v *validator) readable(key, path string) {
+// read returns the contents of the file at path, or records under key why
+// it cannot be read. It returns false, recording nothing, for an empty path.
+func (v *validator) read(key, path string) ([]byte, bool) {
 	if path == "" {
-		return
+		return nil, false
 	}
-	f, err := os.Open(path)
-	if err == nil {
-		var st fs.FileInfo
-		st, err = f.Stat()
-		f.Close()
-		if err == nil && st.IsDir() {
-			v.addf(key, "cannot read %q: is a directory", path)
-			return
-		}
-	}
+	data, err := readFile(path)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
-			v.add(key, fmt.Errorf("cannot read %q: %w", path, pe.Err))
-			return
+			err = pe.Err
 		}
 		v.add(key, fmt.Errorf("cannot read %q: %w", path, err))
+		return nil, false
+	}
+	return data, true
+}
+
+// readFile reads the file at path; a directory is an error.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return nil, errors.New("is a directory")
+	}
+	return io.ReadAll(f)
+}
+
+// roots checks that the CA bundle at path, if set, can be read and holds at
+// least one PEM certificate, as the proxy requires.
+func (v *validator) roots(key, path string) {
+	if data, ok := v.read(key, path); ok && !x509.NewCertPool().AppendCertsFromPEM(data) {
+		v.addf(key, "%q holds no PEM certificate", path)
+	}
+}
+
+// keyPair checks that the cert_file and key_file under prefix, where set,
+// can be read and, when both are, load together as crypto/tls loads them
+// when the proxy starts. A pair that does not load is reported on cert_file
+// when its first certificate does not parse, and on key_file otherwise.
+// With expiry set, an expired certificate is a problem too.
+func (v *validator) keyPair(prefix, certFile, keyFile string, expiry bool) {
+	certPEM, certOK := v.read(prefix+".cert_file", certFile)
+	keyPEM, keyOK := v.read(prefix+".key_file", keyFile)
+	if !certOK || !keyOK {
+		return
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	switch {
+	case err != nil && !hasLeaf(certPEM):
+		v.add(prefix+".cert_file", fmt.Errorf("%q holds no certificate: %w", certFile, err))
+	case err != nil:
+		v.add(prefix+".key_file", fmt.Errorf("%q is not the key of cert_file %q: %w", keyFile, certFile, err))
+	case expiry && cert.Leaf != nil && time.Now().After(cert.Leaf.NotAfter):
+		v.addf(prefix+".cert_file", "%q: certificate expired on %s", certFile, cert.Leaf.NotAfter.Format(time.RFC3339))
+	}
+}
+
+// hasLeaf reports whether the first CERTIFICATE block of a PEM chain, the
+// one tls.X509KeyPair matches the key against, parses.
+func hasLeaf(chain []byte) bool {
+	for {
+		var b *pem.Block
+		if b, chain = pem.Decode(chain); b == nil {
+			return false
+		}
+		if b.Type == "CERTIFICATE" {
+			_, err := x509.ParseCertificate(b.Bytes)
+			return err == nil
+		}
 	}
 }
 
@@ -283,16 +345,14 @@ func (v *validator) tls(c *Config) {
 	if t.CA != "" {
 		v.check("tls.ca", checkHTTPURL(t.CA))
 	}
-	v.readable("tls.ca_root", t.CARoot)
-	v.readable("tls.cert_file", t.CertFile)
-	v.readable("tls.key_file", t.KeyFile)
+	v.roots("tls.ca_root", t.CARoot)
+	v.keyPair("tls", t.CertFile, t.KeyFile, true)
 }
 
 func (v *validator) upstreamTLS(u UpstreamTLS) {
 	v.pair("upstream_tls", u.CertFile, u.KeyFile)
-	v.readable("upstream_tls.ca_file", u.CAFile)
-	v.readable("upstream_tls.cert_file", u.CertFile)
-	v.readable("upstream_tls.key_file", u.KeyFile)
+	v.roots("upstream_tls.ca_file", u.CAFile)
+	v.keyPair("upstream_tls", u.CertFile, u.KeyFile, false)
 }
 
 func (v *validator) timeouts(t Timeouts) {

@@ -1,10 +1,19 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,13 +29,7 @@ func valid() *Config {
 func dur(d time.Duration) *Duration { return (*Duration)(&d) }
 
 func TestValidateValid(t *testing.T) {
-	dir := t.TempDir()
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for _, f := range []string{cert, key} {
-		if err := os.WriteFile(f, []byte("pem"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cert, key := writeKeyPair(t, t.TempDir(), "a", time.Now().Add(time.Hour))
 	tests := []struct {
 		name string
 		edit func(c *Config)
@@ -67,10 +70,7 @@ func TestValidateValid(t *testing.T) {
 
 func TestValidateInvalid(t *testing.T) {
 	dir := t.TempDir()
-	cert := filepath.Join(dir, "cert.pem")
-	if err := os.WriteFile(cert, []byte("pem"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cert, key := writeKeyPair(t, dir, "a", time.Now().Add(time.Hour))
 	missing := filepath.Join(dir, "missing.pem")
 	tests := []struct {
 		name string
@@ -99,13 +99,13 @@ func TestValidateInvalid(t *testing.T) {
 		{"tls without listen", func(c *Config) { c.TLS = &TLS{Domains: []string{"a.example.com"}} }, "tls.listen", "required"},
 		{"tls without certs", func(c *Config) { c.TLS = &TLS{Listen: ":8443"} }, "tls", "tls needs domains (ACME) or cert_file and key_file"},
 		{"tls both", func(c *Config) {
-			c.TLS = &TLS{Listen: ":8443", Domains: []string{"a.example.com"}, CertFile: cert, KeyFile: cert}
+			c.TLS = &TLS{Listen: ":8443", Domains: []string{"a.example.com"}, CertFile: cert, KeyFile: key}
 		}, "tls", "set domains (ACME) or cert_file and key_file, not both"},
 		{"cert without key", func(c *Config) { c.TLS = &TLS{Listen: ":8443", CertFile: cert} }, "tls.key_file", "required when cert_file is set"},
 		{"key without cert", func(c *Config) { c.TLS = &TLS{Listen: ":8443", KeyFile: cert} }, "tls.cert_file", "required when key_file is set"},
-		{"missing cert", func(c *Config) { c.TLS = &TLS{Listen: ":8443", CertFile: missing, KeyFile: cert} }, "tls.cert_file",
+		{"missing cert", func(c *Config) { c.TLS = &TLS{Listen: ":8443", CertFile: missing, KeyFile: key} }, "tls.cert_file",
 			`cannot read "` + missing + `": no such file or directory`},
-		{"cert is a directory", func(c *Config) { c.TLS = &TLS{Listen: ":8443", CertFile: dir, KeyFile: cert} }, "tls.cert_file",
+		{"cert is a directory", func(c *Config) { c.TLS = &TLS{Listen: ":8443", CertFile: dir, KeyFile: key} }, "tls.cert_file",
 			`cannot read "` + dir + `": is a directory`},
 		{"missing ca_root", func(c *Config) { c.TLS = &TLS{Listen: ":8443", Domains: []string{"a.example.com"}, CARoot: missing} }, "tls.ca_root", "cannot read"},
 		{"domain with scheme", func(c *Config) { c.TLS = &TLS{Listen: ":8443", Domains: []string{"https://a.example.com"}} }, "tls.domains[0]", "\"https://a.example.com\": a domain has no scheme"},
@@ -259,6 +259,113 @@ func TestParsePlacesValidationErrors(t *testing.T) {
 			_, _, err := Parse([]byte(tt.src), "p.yaml", nil)
 			if err == nil || err.Error() != tt.want {
 				t.Errorf("error =\n%v\nwant\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+// writeKeyPair writes a self-signed certificate valid until notAfter and its
+// private key, both PEM, to dir as name.crt and name.key and returns their
+// paths.
+func writeKeyPair(t *testing.T, dir, name string, notAfter time.Time) (cert, key string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    notAfter.Add(-2 * time.Hour),
+		NotAfter:     notAfter,
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	for path, block := range map[string]*pem.Block{cert: {Type: "CERTIFICATE", Bytes: der}, key: {Type: "PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cert, key
+}
+
+// TestParseChecksFileContents checks that the certificate, key and CA files
+// a config names are loaded as the proxy will load them, and that a file
+// that would stop the proxy from starting is a problem on its key and line.
+func TestParseChecksFileContents(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeKeyPair(t, dir, "a", time.Now().Add(time.Hour))
+	_, otherKey := writeKeyPair(t, dir, "b", time.Now().Add(time.Hour))
+	expired, expiredKey := writeKeyPair(t, dir, "old", time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC))
+	junk := filepath.Join(dir, "junk.pem")
+	if err := os.WriteFile(junk, []byte("not PEM\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsBlock := func(cert, key string) string {
+		return fmt.Sprintf("upstream: http://a\ntls:\n  listen: \":8443\"\n  cert_file: %q\n  key_file: %q\n", cert, key)
+	}
+	upstreamBlock := func(ca, cert, key string) string {
+		return fmt.Sprintf("upstream: https://a\nupstream_tls:\n  ca_file: %q\n  cert_file: %q\n  key_file: %q\n", ca, cert, key)
+	}
+	tests := []struct {
+		name, src string
+		want      []string // each a prefix of one problem, in order
+	}{
+		{"tls pair", tlsBlock(cert, key), nil},
+		{"tls key of another certificate", tlsBlock(cert, otherKey), []string{
+			fmt.Sprintf("p.yaml:5: tls.key_file: %q is not the key of cert_file %q: tls: private key does not match public key", otherKey, cert),
+		}},
+		{"tls junk key", tlsBlock(cert, junk), []string{
+			fmt.Sprintf("p.yaml:5: tls.key_file: %q is not the key of cert_file %q: tls: failed to find any PEM data in key input", junk, cert),
+		}},
+		{"tls junk certificate", tlsBlock(junk, key), []string{
+			fmt.Sprintf("p.yaml:4: tls.cert_file: %q holds no certificate: tls: failed to find any PEM data in certificate input", junk),
+		}},
+		{"tls key as certificate", tlsBlock(key, key), []string{
+			fmt.Sprintf("p.yaml:4: tls.cert_file: %q holds no certificate: tls: ", key),
+		}},
+		{"tls expired certificate", tlsBlock(expired, expiredKey), []string{
+			fmt.Sprintf("p.yaml:4: tls.cert_file: %q: certificate expired on 2020-01-02T03:04:05Z", expired),
+		}},
+		{"tls ca_root without a certificate", "upstream: http://a\ntls:\n  domains: [a.example.com]\n  ca_root: " + strconv.Quote(junk) + "\n", []string{
+			fmt.Sprintf("p.yaml:4: tls.ca_root: %q holds no PEM certificate", junk),
+		}},
+		{"upstream mtls", upstreamBlock(cert, cert, key), nil},
+		{"upstream expired client certificate", upstreamBlock(cert, expired, expiredKey), nil}, // the proxy starts with it
+		{"upstream key of another certificate", upstreamBlock(cert, cert, otherKey), []string{
+			fmt.Sprintf("p.yaml:5: upstream_tls.key_file: %q is not the key of cert_file %q: tls: private key does not match public key", otherKey, cert),
+		}},
+		{"upstream junk ca and certificate", upstreamBlock(junk, junk, key), []string{
+			fmt.Sprintf("p.yaml:3: upstream_tls.ca_file: %q holds no PEM certificate", junk),
+			fmt.Sprintf("p.yaml:4: upstream_tls.cert_file: %q holds no certificate: ", junk),
+		}},
+		{"unreadable files are not loaded", tlsBlock(filepath.Join(dir, "missing.crt"), junk), []string{
+			"p.yaml:4: tls.cert_file: cannot read",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := Parse([]byte(tt.src), "p.yaml", nil)
+			var got []string
+			if err != nil {
+				for _, fe := range mustErrors(t, err) {
+					got = append(got, fe.Error())
+				}
+			}
+			ok := len(got) == len(tt.want)
+			for i := 0; ok && i < len(got); i++ {
+				ok = strings.HasPrefix(got[i], tt.want[i])
+			}
+			if !ok {
+				t.Errorf("problems:\n%s\nwant (prefixes)\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
 	}
