@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -36,6 +37,9 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	case "validate":
 		return validate(args, stdout, stderr)
 	case "version":
+		if unexpectedArgs(stderr, "streamgate version", args, false) {
+			return 2
+		}
 		fmt.Fprintln(stdout, "streamgate", version)
 		return 0
 	case "probe":
@@ -45,9 +49,29 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return 0
 	default:
 		fmt.Fprintf(stderr, "streamgate: unknown command %q\n", cmd)
+		if strings.HasSuffix(cmd, ".yaml") || strings.HasSuffix(cmd, ".yml") {
+			fmt.Fprintf(stderr, "to run with that config: streamgate -config %s\n", cmd)
+		}
 		usage(stderr)
 		return 2
 	}
+}
+
+// unexpectedArgs reports on stderr the first of args, what is left after
+// the flags of a command that takes no arguments, and returns whether there
+// was one: a usage error. cmd is the command as typed ("streamgate
+// validate"); for a command that reads a config, the message says how to
+// name the file, since that is what a stray argument usually is.
+func unexpectedArgs(stderr io.Writer, cmd string, args []string, config bool) bool {
+	if len(args) == 0 {
+		return false
+	}
+	if config {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q: name the config file with -config FILE, e.g. %s -config %s\n", cmd, args[0], cmd, args[0])
+	} else {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q: it takes none\n", cmd, args[0])
+	}
+	return true
 }
 
 func usage(w io.Writer) {

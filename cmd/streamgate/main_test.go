@@ -67,6 +67,45 @@ func TestVersionAndUnknownCommand(t *testing.T) {
 	}
 }
 
+// TestUnexpectedArguments checks that an argument the command does not take
+// is a usage error naming it, instead of being ignored (validate went on to
+// check ./proxy.yaml). The run cases name a missing config, so that a run
+// that ignored the argument would fail with 1 rather than serve.
+func TestUnexpectedArguments(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	tests := []struct {
+		name string
+		args []string
+		want []string // substrings of stderr
+	}{
+		{"validate with a file", []string{"validate", "/some/file.yaml"},
+			[]string{`streamgate validate: unexpected argument "/some/file.yaml"`, "streamgate validate -config /some/file.yaml"}},
+		{"validate after -config", []string{"validate", "-config", missing, "extra"},
+			[]string{`streamgate validate: unexpected argument "extra"`, "-config FILE"}},
+		{"version", []string{"version", "extra"}, []string{`streamgate version: unexpected argument "extra"`}},
+		{"run after -config", []string{"-config", missing, "other.yaml"},
+			[]string{`streamgate: unexpected argument "other.yaml"`, "streamgate -config other.yaml"}},
+		{"run with a file", []string{"other.yaml"},
+			[]string{`streamgate: unknown command "other.yaml"`, "streamgate -config other.yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := dispatch(tt.args, &stdout, &stderr); code != 2 {
+				t.Errorf("exit %d, want 2 (usage); stderr:\n%s", code, stderr.String())
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+				}
+			}
+			if stdout.Len() > 0 {
+				t.Errorf("stdout = %q, want nothing", stdout.String())
+			}
+		})
+	}
+}
+
 // buildBinary builds streamgate into a temporary directory.
 func buildBinary(t *testing.T) string {
 	t.Helper()

@@ -24,6 +24,9 @@ func run(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if unexpectedArgs(stderr, "streamgate", fs.Args(), true) {
+		return 2
+	}
 	cfg, warnings, err := config.Load(*path, os.Environ())
 	if err != nil {
 		fmt.Fprintln(stderr, err)

@@ -19,6 +19,9 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if unexpectedArgs(stderr, "streamgate validate", fs.Args(), true) {
+		return 2
+	}
 	_, warnings, err := config.Load(*path, os.Environ())
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
