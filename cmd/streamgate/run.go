@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
 	"github.com/streamgate/streamgate/config"
@@ -75,15 +76,22 @@ func reloadOnHUP(ctx context.Context, srv *proxy.Server, path string, logger zer
 	}
 }
 
-// newLogger builds the root logger from the log block: JSON to stderr, or
-// console output for humans.
+// newLogger builds the root logger from the log block: JSON to w, or
+// console output for humans, coloured only when w is a terminal.
 func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	if c.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w}
+		w = zerolog.ConsoleWriter{Out: w, NoColor: !isTerminal(w)}
 	}
 	level, err := zerolog.ParseLevel(c.Level)
 	if err != nil {
 		level = zerolog.InfoLevel
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// isTerminal reports whether w is a terminal (or a Cygwin or MSYS one on
+// Windows), where colours are read rather than kept as escape codes.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
