@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
 )
 
 // newTestPoller returns a Poller with one loop, closed at the test's end.
@@ -73,10 +74,20 @@ func TestLegsOnLoopHoldNoGoroutine(t *testing.T) {
 func TestLegOnLoopBackpressure(t *testing.T) {
 	const size = 64 << 10
 	release := make(chan struct{})
-	url := rawUpstream(t, "\r\n", nil, func(c net.Conn, br *bufio.Reader) { <-release })
+	url := rawUpstream(t, "\r\n", nil, func(c net.Conn, br *bufio.Reader) {
+		_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		<-release
+	})
 	defer close(release)
 	p := newTestPoller(t)
-	l := dialLeg(t, url, Options{PingInterval: 100 * time.Millisecond, PongTimeout: 100 * time.Millisecond, WriteTimeout: 500 * time.Millisecond}, p)
+	l := dialLeg(t, url, Options{PingInterval: 200 * time.Millisecond, PongTimeout: 200 * time.Millisecond, WriteTimeout: time.Second}, p)
+	// Small socket buffers, so that the backlog forms within the first
+	// writes: loopback's autotuned ones take megabytes, which on a loaded
+	// machine can outlast the liveness window before a backlog waits
+	// (the peer sends nothing, not even a pong).
+	if err := unix.SetsockoptInt(l.lp.out.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<10); err != nil {
+		t.Fatal(err)
+	}
 	rec := newLegRecorder()
 	l.Start(rec)
 	msg := make([]byte, size)
