@@ -3,6 +3,7 @@ package wsconn
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -128,6 +129,24 @@ func echoHandler(onRequest func(*http.Request)) http.HandlerFunc {
 			}
 		}
 	}
+}
+
+// patientWrite is the write deadline of test peers' control frames:
+// gorilla's default pong handler allows 1 s, which a test that backs a
+// connection up on purpose can outlast on a loaded machine, and a control
+// write that times out fails every later write of the connection.
+const patientWrite = 10 * time.Second
+
+// answerPingsPatiently makes c answer pings as gorilla does, with
+// patientWrite for each pong.
+func answerPingsPatiently(c *websocket.Conn) {
+	c.SetPingHandler(func(data string) error {
+		err := c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(patientWrite))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 }
 
 // writeCountingConn counts the writes that reach a connection.

@@ -117,6 +117,9 @@ func TestEventLoopBackpressure(t *testing.T) {
 			return
 		}
 		defer c.Close()
+		// The client's pause backs this socket up for a second: a pong
+		// must be let wait longer than gorilla's default.
+		answerPingsPatiently(c)
 		go func() { // answer pings and the close
 			for {
 				if _, _, err := c.ReadMessage(); err != nil {

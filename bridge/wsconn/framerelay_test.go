@@ -383,13 +383,14 @@ func testFrameRelayByteExact(t *testing.T, p *Poller) {
 			return
 		}
 		defer c.Close()
+		answerPingsPatiently(c)
 		for i := 0; ; i++ {
 			mt, rd, err := c.NextReader()
 			if err != nil {
 				return
 			}
 			if i%3 == 0 {
-				_ = c.WriteControl(websocket.PingMessage, []byte("up"), time.Now().Add(time.Second))
+				_ = c.WriteControl(websocket.PingMessage, []byte("up"), time.Now().Add(patientWrite))
 			}
 			wr, err := c.NextWriter(mt) // gorilla fragments what exceeds its buffer
 			if err != nil {

@@ -401,7 +401,7 @@ func TestLegMessagesSizedToMessage(t *testing.T) {
 				}
 				half := n / 2
 				_, _ = w.Write(msg[:half])
-				_ = c.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(time.Second))
+				_ = c.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(patientWrite))
 				_, _ = w.Write(msg[half:])
 				if w.Close() != nil {
 					return
