@@ -471,6 +471,11 @@ func TestSSEChurn(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		if t.Failed() {
+			// A worker stopped at its first error: waiting 30 s for the
+			// log lines of cycles never run would only repeat it.
+			t.FailNow()
+		}
 		sseEnd := func(m map[string]any) bool { return closedLine(m) && m["kind"] == "sse" }
 		logs.waitCount(t, 30*time.Second, cycles, sseEnd)
 		seen := map[any]int{}
