@@ -86,10 +86,6 @@ type memStore struct {
 	armed  bool        // expiry is set to fire
 	table  *lru.Cache[tableKey, tableEntry]
 	tombs  *lru.Cache[tableKey, struct{}]
-
-	// testHookRenew, if set (by tests, before the first request), runs
-	// at the start of every renew.
-	testHookRenew func(*memSession)
 }
 
 // newMemStore returns a store of at most maxSessions sessions, each
@@ -237,25 +233,10 @@ func (m *memStore) lookup(id string) (*memSession, bool) {
 // Create, the only other Add, with expiry, and with Close, which sets
 // closed before its Purge, so nothing can remove s between the check and
 // the Add.
-func (m *memStore) renew(s *memSession) { m.renewIf(s, false) }
-
-// renewLeft is renew for a session whose stream has just left it: it was
-// live until then whatever its deadline, as attached sessions do not
-// expire.
-func (m *memStore) renewLeft(s *memSession) { m.renewIf(s, true) }
-
-// renewIf is renew, which also renews a session past its deadline if
-// pastDeadline is set.
-func (m *memStore) renewIf(s *memSession, pastDeadline bool) {
-	if m.testHookRenew != nil {
-		m.testHookRenew(s)
-	}
+func (m *memStore) renew(s *memSession) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || s.isGone() {
-		return
-	}
-	if _, live := m.peek(s.key); !live && !(pastDeadline && m.table.Contains(s.key)) {
+	if _, live := m.peek(s.key); m.closed || !live || s.isGone() {
 		return
 	}
 	m.add(s)
@@ -492,9 +473,13 @@ func (sub *memSub) Renew() {
 }
 
 // Detach lets the session go and restarts its TTL, even if its deadline
-// passed while the stream was attached (see memStore).
+// passed while the stream was attached (see memStore). Both happen under
+// m.mu, so that neither the expiry timer nor makeRoom nor a lookup sees
+// the session unattached and past its deadline in between.
 func (sub *memSub) Detach() {
-	s := sub.s
+	s, m := sub.s, sub.s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	s.mu.Lock()
 	current := s.sub == sub
 	if current {
@@ -502,7 +487,7 @@ func (sub *memSub) Detach() {
 	}
 	gone := s.gone
 	s.mu.Unlock()
-	if current && !gone {
-		s.m.renewLeft(s)
+	if current && !gone && !m.closed && m.table.Contains(s.key) {
+		m.add(s)
 	}
 }

@@ -5,72 +5,53 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 )
 
-// TestRenewNeverAddsBackEvicted evicts a session between its stream's
-// detach and the TTL renewal that follows (a new session takes its place
-// in a full table): the renewal must not add it back, which would evict
-// another session, whose stream is attached.
+// TestRenewNeverAddsBackEvicted evicts an idle session from a full table
+// (a new session takes its place) and then renews it, as a stream's late
+// renewal would: the renewal must not add it back, which would evict
+// another session. (A Detach restarts the TTL under the store's lock, so
+// it cannot meet an eviction half way.)
 func TestRenewNeverAddsBackEvicted(t *testing.T) {
-	h := newHarness(t, Options{MaxSessions: 2})
-	ms := h.b.store.(*memStore)
-	var target atomic.Pointer[string]
-	newcomer := make(chan *http.Response, 1)
-	ms.testHookRenew = func(s *memSession) {
-		if p := target.Load(); p == nil || *p != s.id || !target.CompareAndSwap(p, nil) {
-			return
+	m := newMemStore(2, 10, 0, time.Minute, false)
+	defer m.Close()
+	owners := map[string]*expiryOwner{}
+	for _, id := range []string{"idle", "attached"} {
+		owners[id] = newExpiryOwner()
+		if _, err := m.Create(id, owners[id]); err != nil {
+			t.Fatal(err)
 		}
-		// s's stream has detached: a new session now evicts s, the
-		// least recently used and idle.
-		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, h.srv.URL+"/ws?n=newcomer", nil)
-		req.Header.Set("Accept", "text/event-stream")
-		resp, err := h.srv.Client().Do(req)
-		if err != nil {
-			t.Errorf("newcomer: %v", err)
-			resp = nil
-		}
-		newcomer <- resp
 	}
-
-	idle := h.stream("/ws?n=idle", nil)
-	idleID := idle.session()
-	idleUp := h.up.next(t)
-	attached := h.stream("/ws?n=attached", nil)
-	attached.session()
-	attachedUp := h.up.next(t)
-
-	target.Store(&idleID)
-	idle.close() // detach, then renew: the hook runs
-	var resp *http.Response
-	select {
-	case resp = <-newcomer:
-	case <-time.After(wait):
-		t.Fatal("the idle session's stream never renewed it")
+	if _, err := m.Attach("attached", "", func() {}); err != nil {
+		t.Fatal(err)
 	}
-	if resp == nil {
-		t.FailNow()
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("newcomer: status %d, want 200 (the idle session evicted)", resp.StatusCode)
-	}
-	if code, _ := idleUp.waitClosed(t); code != websocket.CloseGoingAway {
-		t.Errorf("evicted session's upstream got close %d, want 1001", code)
-	}
-
-	attachedUp.send(t, false, "still here")
-	if ev := attached.nextEvent(); ev.data != "still here" {
-		t.Errorf("attached stream got %q", ev.data)
+	idle, _ := m.lookup("idle")
+	owners["newcomer"] = newExpiryOwner()
+	if _, err := m.Create("newcomer", owners["newcomer"]); err != nil {
+		t.Fatalf("newcomer: %v, want the idle session evicted", err)
 	}
 	select {
-	case <-attachedUp.closed:
-		t.Errorf("the attached session's upstream was closed (code %d)", attachedUp.code)
+	case <-owners["idle"].expired:
 	default:
+		t.Fatal("the idle session was not evicted for the newcomer")
+	}
+	m.renew(idle)
+	if _, ok := m.lookup("idle"); ok {
+		t.Error("renew added the evicted session back")
+	}
+	for _, id := range []string{"attached", "newcomer"} {
+		select {
+		case <-owners[id].expired:
+			t.Errorf("session %s was evicted", id)
+		default:
+		}
+		if _, ok := m.lookup(id); !ok {
+			t.Errorf("session %s is no longer found", id)
+		}
 	}
 }
 
