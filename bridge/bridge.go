@@ -59,12 +59,12 @@ type Options struct {
 	// stream attached; when every session has a stream, the new stream
 	// gets 503 (and its upstream 1013). Zero means 10000.
 	MaxSessions int
-	// QueueLen is how many live events a stream may fall behind its
-	// session while it loses ground (more events come while it writes
-	// than it writes) before it is dropped as too slow; its client then
-	// resumes from the replay log, which is why it should be well below
-	// Replay. A burst that comes while the stream is idle, or a replay,
-	// does not count. Zero means Replay/2, at least 1.
+	// QueueLen is how many live events a stream may be behind its session
+	// for longer than WriteTimeout, or 1.5 times that at any moment,
+	// before it is dropped as too slow; its client then resumes from the
+	// replay log, which is why it should be well below Replay. A burst
+	// that the client takes as fast as it is written does not count, nor
+	// does a replay. Zero means Replay/2, at least 1.
 	QueueLen int
 	// WriteTimeout bounds each write (an event, or the events waiting) to
 	// an SSE client. Zero means 10s.

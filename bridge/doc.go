@@ -46,9 +46,10 @@
 //	data: {"code":1000,"reason":"bye"}
 //
 // (1011 "upstream connection lost" when the upstream ended without a close
-// frame; 1001 "peer broke the protocol" when it broke a rule, such as a
-// message over MaxMessageSize, and was closed with 1009, 1007 or 1002:
-// what a proxied WebSocket client is told), and a reconnect for that session that has every event gets 204
+// frame; 1001 "peer broke the protocol" when it broke a rule streamgate
+// checks itself and was told why: a message over MaxMessageSize (1009),
+// text that is not UTF-8 (1007), a bad frame on an event-loop leg (1002).
+// Either is what a proxied WebSocket client is told), and a reconnect for that session that has every event gets 204
 // No Content, so EventSource stops. One that missed events (say, the
 // close event went to a connection that was already dead) gets them and
 // the close event again, as long as the session is kept (SessionTTL).

@@ -58,11 +58,12 @@ type stream struct {
 	clientLeft  bool
 	preambleErr error // the preamble's write failed: the first turn ends the stream
 
-	resumed     bool   // attached with Last-Event-ID to a live session
-	lostSession bool   // Last-Event-ID named a session the bridge no longer knows
-	cursor      uint64 // seq of the last event written (or named by Last-Event-ID)
-	read        bool   // the first Read is done
-	liveFrom    uint64 // the session's head at the first Read: later events are live
+	resumed     bool      // attached with Last-Event-ID to a live session
+	lostSession bool      // Last-Event-ID named a session the bridge no longer knows
+	cursor      uint64    // seq of the last event written (or named by Last-Event-ID)
+	read        bool      // the first Read is done
+	liveFrom    uint64    // the session's head at the first Read: later events are live
+	behindSince time.Time // since when it has been more than QueueLen behind; zero when it is not
 
 	buf  []byte  // borrowed for a turn (see borrowBuf), else nil
 	bufp *[]byte // the pool's box for buf
@@ -503,7 +504,7 @@ func (st *stream) drain() (e ending, over bool) {
 			if err := st.writeEvents(news.Events); err != nil {
 				return st.writeFailed(err), true
 			}
-			if e, slow := st.fellBehind(news.Head, len(news.Events)); slow {
+			if e, slow := st.fellBehind(time.Now()); slow {
 				return e, true
 			}
 		}
@@ -518,22 +519,27 @@ func (st *stream) drain() (e ending, over bool) {
 	}
 }
 
-// fellBehind reports whether the stream, having written the n events it
-// read when the session's head was at head, is too slow for its session:
-// it is now more than QueueLen live events behind, and more events came
-// while it wrote than it wrote, so it is losing ground. Events that came
-// while it was idle (a burst between two turns, however large) or that
-// it replays on resume are not held against it: a client that takes
-// them as fast as they are written is not slow. One that falls behind
-// is dropped before the replay log evicts what it has not read, so that
-// its resume misses nothing.
-func (st *stream) fellBehind(head uint64, n int) (ending, bool) {
-	now := st.sub.Head()
-	behind, came := now-max(st.cursor, st.liveFrom), now-head
-	if behind <= uint64(st.b.queueLen) || came <= uint64(n) {
-		return ending{}, false
+// fellBehind reports whether the stream, having just written, is too
+// slow for its session: it has been more than QueueLen live events
+// behind for longer than WriteTimeout without catching up, or it is
+// more than 1.5 × QueueLen behind, close to what the replay log holds
+// (Replay is 2 × QueueLen by default). Either way it is dropped before the
+// log evicts what it has not read, so that its resume misses nothing. A
+// burst that the client takes as fast as it is written leaves it behind
+// for a moment only: being behind is not, by itself, being slow.
+func (st *stream) fellBehind(now time.Time) (ending, bool) {
+	behind, q := st.sub.Head()-max(st.cursor, st.liveFrom), uint64(st.b.queueLen)
+	switch {
+	case behind <= q:
+		st.behindSince = time.Time{}
+	case behind > q+q/2:
+		return st.tooSlow(fmt.Errorf("client too slow: %d events behind", behind)), true
+	case st.behindSince.IsZero():
+		st.behindSince = now
+	case now.Sub(st.behindSince) > st.b.opts.WriteTimeout:
+		return st.tooSlow(fmt.Errorf("client too slow: more than %d events behind for %s", q, now.Sub(st.behindSince).Round(time.Millisecond))), true
 	}
-	return st.tooSlow(fmt.Errorf("client too slow: %d events behind (%d came while it took %d)", behind, came, n)), true
+	return ending{}, false
 }
 
 // maxWrite is the size past which encoded events are written (and
