@@ -44,6 +44,7 @@ type Server struct {
 	nextBridges      map[string]*bridge.Bridge
 	retired          map[*bridge.Bridge]struct{}
 	retiring         sync.WaitGroup // the goroutines closing the retired bridges
+	down             bool           // closeBridges has run: no table may make more
 	bridgeMetrics    *bridge.Metrics
 	bridgeLegMetrics *wsconn.Metrics
 
@@ -159,6 +160,9 @@ func (s *Server) TLSAddr() net.Addr {
 func (s *Server) swapTable(cfg *config.Config) (*routeTable, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	if s.down {
+		return nil, errors.New("proxy: the server has shut down")
+	}
 	s.nextBridges = map[string]*bridge.Bridge{}
 	t, err := s.buildTable(cfg)
 	if err != nil {
@@ -204,6 +208,7 @@ func (s *Server) retire(b *bridge.Bridge) {
 func (s *Server) closeBridges(deadline time.Time) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	s.down = true
 	bridges := slices.AppendSeq(slices.Collect(maps.Values(s.bridges)), maps.Keys(s.retired))
 	var wg sync.WaitGroup
 	for _, b := range bridges {
@@ -242,7 +247,9 @@ func (s *Server) AdminAddr() net.Addr {
 // validated, and re-reads static certificate files. Live connections keep
 // the settings they started with; new ones get cfg's. Listener addresses,
 // the tls block (other than the files' contents) and the server-level
-// read_header and http_idle timeouts are not changed by a reload.
+// read_header and http_idle timeouts are not changed by a reload. Once
+// the Server has shut down (Run has drained it, or Close released it),
+// Reload returns an error.
 func (s *Server) Reload(cfg *config.Config) error {
 	if s.tls != nil {
 		if err := s.tls.reload(); err != nil {
@@ -404,6 +411,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// The bridge would refuse it too; here it is logged and
 			// counted as a refused WebSocket origin is.
 			release()
+			if r.ProtoMajor == 1 && r.ContentLength != 0 {
+				w.Header().Set("Connection", "close") // its body unread: see bridge's serveSend
+			}
 			log := s.logger.With().Str("kind", "sse").Str("route", rt.path).Str("client_ip", clientIP).Str("path", r.URL.Path).Logger()
 			s.reject(w, log, "origin", http.StatusForbidden, "origin not allowed", r.Header.Get("Origin"))
 			return

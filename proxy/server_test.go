@@ -214,6 +214,9 @@ func TestCloseWithoutRun(t *testing.T) {
 	if err := srv.Close(); err == nil {
 		t.Error("a second Close returned no error")
 	}
+	if err := srv.Reload(next); err == nil {
+		t.Error("Reload after Close returned no error (its bridges would never be closed)")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Run(ctx); err == nil || ctx.Err() != nil {
