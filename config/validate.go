@@ -246,7 +246,11 @@ func (v *validator) read(key, path string) ([]byte, bool) {
 	return data, true
 }
 
-// readFile reads the file at path; a directory is an error.
+// maxReadFile bounds the certificate, key and CA files validation reads.
+const maxReadFile = 16 << 20
+
+// readFile reads the file at path, which must be a regular file of at most
+// maxReadFile bytes (not a directory, nor a device that never ends).
 func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -254,13 +258,17 @@ func readFile(path string) ([]byte, error) {
 	}
 	defer f.Close()
 	st, err := f.Stat()
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	if st.IsDir() {
+	case st.IsDir():
 		return nil, errors.New("is a directory")
+	case !st.Mode().IsRegular():
+		return nil, errors.New("not a regular file")
+	case st.Size() > maxReadFile:
+		return nil, fmt.Errorf("larger than %d MiB", maxReadFile>>20)
 	}
-	return io.ReadAll(f)
+	return io.ReadAll(io.LimitReader(f, maxReadFile))
 }
 
 // roots checks that the CA bundle at path, if set, can be read and holds at
@@ -345,7 +353,11 @@ func (v *validator) tls(c *Config) {
 	if t.CA != "" {
 		v.check("tls.ca", checkHTTPURL(t.CA))
 	}
-	v.roots("tls.ca_root", t.CARoot)
+	if static {
+		v.read("tls.ca_root", t.CARoot) // unused with static certificates, but named
+	} else {
+		v.roots("tls.ca_root", t.CARoot)
+	}
 	v.keyPair("tls", t.CertFile, t.KeyFile, true)
 }
 

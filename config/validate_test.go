@@ -338,6 +338,9 @@ func TestParseChecksFileContents(t *testing.T) {
 		{"tls ca_root without a certificate", "upstream: http://a\ntls:\n  domains: [a.example.com]\n  ca_root: " + strconv.Quote(junk) + "\n", []string{
 			fmt.Sprintf("p.yaml:4: tls.ca_root: %q holds no PEM certificate", junk),
 		}},
+		{"tls certificate a device", tlsBlock("/dev/zero", key), []string{
+			`p.yaml:4: tls.cert_file: cannot read "/dev/zero": not a regular file`,
+		}},
 		{"upstream mtls", upstreamBlock(cert, cert, key), nil},
 		{"upstream expired client certificate", upstreamBlock(cert, expired, expiredKey), nil}, // the proxy starts with it
 		{"upstream key of another certificate", upstreamBlock(cert, cert, otherKey), []string{
