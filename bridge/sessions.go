@@ -187,6 +187,7 @@ type memSession struct {
 	log             *ReplayBuffer
 	closed          *closeInfo
 	sub             *memSub // the attached stream
+	unclaimed       bool    // created, and its creator's stream not attached yet: it counts as attached
 	ip              string  // the attached (or last attached) stream's client IP
 	gone            bool    // left the table
 }
@@ -250,7 +251,7 @@ func (s *memSession) isGone() bool {
 }
 
 func (m *memStore) Create(id string, o owner) (sessionLog, error) {
-	s := &memSession{m: m, id: id, key: keyOf(id), owner: o, log: NewReplayBuffer(m.replay, m.replayBytes)}
+	s := &memSession{m: m, id: id, key: keyOf(id), owner: o, log: NewReplayBuffer(m.replay, m.replayBytes), unclaimed: true}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -322,7 +323,7 @@ func (m *memStore) Attach(id, clientIP string, wake func()) (subscription, error
 		s.mu.Lock()
 		if !s.gone && (!m.bindIP || s.ip == "" || s.ip == clientIP) {
 			old := s.sub
-			s.sub, s.ip = sub, clientIP
+			s.sub, s.ip, s.unclaimed = sub, clientIP, false
 			if old != nil {
 				old.end = errTakenOver
 				old.wake()
@@ -415,7 +416,7 @@ func (m *memStore) Close() {
 func (s *memSession) attached() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sub != nil
+	return s.sub != nil || s.unclaimed
 }
 
 // Append implements sessionLog.

@@ -11,6 +11,20 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// createIdle creates session id in m as a stream does, and lets that
+// stream go at once: an idle session, whose TTL runs.
+func createIdle(t *testing.T, m *memStore, id string, o owner) {
+	t.Helper()
+	if _, err := m.Create(id, o); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := m.Attach(id, "", func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.Detach()
+}
+
 // TestRenewNeverAddsBackEvicted evicts an idle session from a full table
 // (a new session takes its place) and then renews it, as a stream's late
 // renewal would: the renewal must not add it back, which would evict
@@ -20,11 +34,10 @@ func TestRenewNeverAddsBackEvicted(t *testing.T) {
 	m := newMemStore(2, 10, 0, time.Minute, false)
 	defer m.Close()
 	owners := map[string]*expiryOwner{}
-	for _, id := range []string{"idle", "attached"} {
-		owners[id] = newExpiryOwner()
-		if _, err := m.Create(id, owners[id]); err != nil {
-			t.Fatal(err)
-		}
+	owners["idle"], owners["attached"] = newExpiryOwner(), newExpiryOwner()
+	createIdle(t, m, "idle", owners["idle"])
+	if _, err := m.Create("attached", owners["attached"]); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := m.Attach("attached", "", func() {}); err != nil {
 		t.Fatal(err)
@@ -205,17 +218,13 @@ func TestMemStoreExpiry(t *testing.T) {
 	defer m.Close()
 
 	kept := newExpiryOwner()
-	if _, err := m.Create("kept", kept); err != nil {
-		t.Fatal(err)
-	}
+	createIdle(t, m, "kept", kept)
 	keptSession, _ := m.lookup("kept")
 	var idle [4]*expiryOwner
 	created := make([]time.Time, len(idle))
 	for i := range idle {
 		idle[i], created[i] = newExpiryOwner(), time.Now()
-		if _, err := m.Create(fmt.Sprintf("idle-%d", i), idle[i]); err != nil {
-			t.Fatal(err)
-		}
+		createIdle(t, m, fmt.Sprintf("idle-%d", i), idle[i])
 		time.Sleep(ttl / 8)
 	}
 	renew := time.NewTicker(ttl / 4)
@@ -275,7 +284,8 @@ func TestMemStoreExpiry(t *testing.T) {
 }
 
 // TestAttachedSessionNeverExpires checks that a session with a stream
-// attached outlives its TTL even when the stream never renews it (a
+// attached, or created and not yet attached, outlives its TTL even when
+// the stream never renews it (a
 // stalled process: TestSSEChurn lost sessions under load this way, as
 // POSTs answered 404 and streams ended while their clients read them),
 // including a Detach that comes after its deadline has passed; and that
@@ -288,9 +298,12 @@ func TestAttachedSessionNeverExpires(t *testing.T) {
 	if _, err := m.Create("s", o); err != nil {
 		t.Fatal(err)
 	}
+	// Between Create and its first Attach, the session counts as
+	// attached: its creator's stream is about to take it.
+	time.Sleep(3 * ttl)
 	sub, err := m.Attach("s", "", func() {})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the first Attach, %v after Create: %v", 3*ttl, err)
 	}
 	time.Sleep(5 * ttl) // several expiry passes, no renewal
 	select {

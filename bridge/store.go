@@ -35,7 +35,9 @@ type store interface {
 	// and returns the log its upstream reader appends to. A full table
 	// makes room by evicting its least recently used session with no
 	// stream attached; errFull when every session has one; errClosed
-	// after Close.
+	// after Close. The new session counts as attached until its first
+	// Attach, which its creator makes next: it cannot expire or be
+	// evicted before its first stream has it.
 	Create(id string, o owner) (sessionLog, error)
 	// CanCreate reports what a Create would now meet, without changing
 	// anything: errFull, errClosed, or nil. A new stream asks it before
