@@ -456,13 +456,6 @@ func (sub *memSub) Read(dst []Event, after uint64, limit int) batch {
 	return b
 }
 
-func (sub *memSub) Head() uint64 {
-	s := sub.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.Head()
-}
-
 func (sub *memSub) Renew() {
 	s := sub.s
 	s.mu.Lock()

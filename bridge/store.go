@@ -110,8 +110,6 @@ type subscription interface {
 	// Read appends to dst at most limit events with a seq above after,
 	// oldest first, with the session's state.
 	Read(dst []Event, after uint64, limit int) batch
-	// Head is the seq of the session's newest event.
-	Head() uint64
 	// Renew restarts the session's TTL; an attached stream calls it more
 	// often than the TTL.
 	Renew()

@@ -500,12 +500,12 @@ func (st *stream) drain() (e ending, over bool) {
 		} else if news.Lost > 0 {
 			return st.tooSlow(fmt.Errorf("client too slow: %d events were dropped from the replay log before it read them", news.Lost)), true
 		}
+		if e, slow := st.fellBehind(news.Head); slow {
+			return e, true
+		}
 		if len(news.Events) > 0 {
 			if err := st.writeEvents(news.Events); err != nil {
 				return st.writeFailed(err), true
-			}
-			if e, slow := st.fellBehind(time.Now()); slow {
-				return e, true
 			}
 		}
 		st.evs = news.Events[:0]
@@ -519,21 +519,25 @@ func (st *stream) drain() (e ending, over bool) {
 	}
 }
 
-// fellBehind reports whether the stream, having just written, is too
-// slow for its session: it has been more than QueueLen live events
-// behind for longer than WriteTimeout without catching up, or it is
-// more than 1.5 × QueueLen behind, close to what the replay log holds
-// (Replay is 2 × QueueLen by default). Either way it is dropped before the
-// log evicts what it has not read, so that its resume misses nothing. A
-// burst that the client takes as fast as it is written leaves it behind
-// for a moment only: being behind is not, by itself, being slow.
-func (st *stream) fellBehind(now time.Time) (ending, bool) {
-	behind, q := st.sub.Head()-max(st.cursor, st.liveFrom), uint64(st.b.queueLen)
+// fellBehind reports whether the stream, reading its session at head, is
+// too slow for it: it has been more than QueueLen live events behind for
+// longer than WriteTimeout without catching up, or it is more than 1.5 ×
+// QueueLen behind, close to what the replay log holds (Replay is 2 ×
+// QueueLen by default). Either way it is dropped before the log evicts
+// what it has not read, so that its resume misses nothing. A burst that
+// the client takes as fast as it is written leaves it behind for a
+// moment only: being behind is not, by itself, being slow.
+func (st *stream) fellBehind(head uint64) (ending, bool) {
+	behind, q := head-max(st.cursor, st.liveFrom), uint64(st.b.queueLen)
 	switch {
 	case behind <= q:
 		st.behindSince = time.Time{}
+		return ending{}, false
 	case behind > q+q/2:
 		return st.tooSlow(fmt.Errorf("client too slow: %d events behind", behind)), true
+	}
+	now := time.Now()
+	switch {
 	case st.behindSince.IsZero():
 		st.behindSince = now
 	case now.Sub(st.behindSince) > st.b.opts.WriteTimeout:
