@@ -86,9 +86,7 @@ func New(cfg *config.Config, logger zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	if err := s.listen(cfg); err != nil {
-		s.closeListeners()
-		s.closeBridges(time.Now()) // no stream has started
-		_ = s.poller.Close()
+		_ = s.release()
 		return nil, err
 	}
 	return s, nil
@@ -276,8 +274,15 @@ func (s *Server) Close() error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errStarted
 	}
+	return s.release()
+}
+
+// release closes what New acquired, for a Server that has not served:
+// its listeners, its bridges (no stream has started, so at once), and
+// its event loops.
+func (s *Server) release() error {
 	s.closeListeners()
-	s.closeBridges(time.Now()) // no stream has started
+	s.closeBridges(time.Now())
 	s.retiring.Wait()
 	return s.poller.Close()
 }
@@ -414,8 +419,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if r.ProtoMajor == 1 && r.ContentLength != 0 {
 				w.Header().Set("Connection", "close") // its body unread: see bridge's serveSend
 			}
-			log := s.logger.With().Str("kind", "sse").Str("route", rt.path).Str("client_ip", clientIP).Str("path", r.URL.Path).Logger()
-			s.reject(w, log, "origin", http.StatusForbidden, "origin not allowed", r.Header.Get("Origin"))
+			s.reject(w, s.requestLog("sse", rt, clientIP, r), "origin", http.StatusForbidden, "origin not allowed", r.Header.Get("Origin"))
 			return
 		}
 		rt.bridge.Serve(w, r, release) // a stream may outlive this handler
@@ -445,6 +449,12 @@ func isBridgeRequest(r *http.Request) bool {
 		return r.URL.Query().Has("sg_session")
 	}
 	return false
+}
+
+// requestLog is the logger for a long-lived request of kind (ws, sse) on
+// route rt, naming the route, the client and the path.
+func (s *Server) requestLog(kind string, rt *route, clientIP string, r *http.Request) zerolog.Logger {
+	return s.logger.With().Str("kind", kind).Str("route", rt.path).Str("client_ip", clientIP).Str("path", r.URL.Path).Logger()
 }
 
 // reject refuses a request before proxying, with status, a metric and a

@@ -23,7 +23,7 @@ import (
 // to a relay goroutine. It reports whether it did; if so, that goroutine
 // calls release when the connection ends.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *routeTable, rt *route, clientIP string, release func()) bool {
-	log := s.logger.With().Str("kind", "ws").Str("route", rt.path).Str("client_ip", clientIP).Str("path", r.URL.Path).Logger()
+	log := s.requestLog("ws", rt, clientIP, r)
 	if !rt.origins.allow(r, t.trusted) {
 		s.reject(w, log, "origin", http.StatusForbidden, "origin not allowed", r.Header.Get("Origin"))
 		return false
