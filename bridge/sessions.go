@@ -58,8 +58,8 @@ func keyOf(id string) tableKey {
 // and GetOldest do not), and every Add holds m.mu. So the table's order
 // is also the order of its deadlines: one timer, armed for the oldest
 // session's deadline, expires sessions from the back, and an empty table
-// costs nothing. A session past its deadline that the timer has not
-// removed yet is already unknown to lookups. The evict callback may run
+// costs nothing. An idle session past its deadline that the timer has
+// not removed yet is already unknown to lookups. The evict callback may run
 // with m.mu held, so it only flags the session and signals (owner.Expire
 // and the stream's wake function never block). Close stops the timer.
 //
@@ -230,10 +230,10 @@ func (m *memStore) lookup(id string) (*memSession, bool) {
 // meanwhile or is past its deadline (its callers check the first, but not
 // under the lock that counts), or the store is closed: at MaxSessions,
 // adding an evicted session back would evict another, unrelated one, and
-// a session lookups already miss stays gone. m.mu serialises renew with
-// Create, the only other Add, with expiry, and with Close, which sets
-// closed before its Purge, so nothing can remove s between the check and
-// the Add.
+// a session lookups already miss stays gone. Every Add (Create, renew,
+// Detach, expiry's renewal of an attached session) holds m.mu, as do
+// expiry and Close, which sets closed before its Purge, so nothing can
+// remove s between the check and the Add.
 func (m *memStore) renew(s *memSession) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
